@@ -1,0 +1,1 @@
+"""flowbb.model"""
