@@ -50,12 +50,15 @@ def frames_from_backbone(n: Tensor, ca: Tensor, c: Tensor, eps: float = 1e-8) ->
         n, ca, c: atom coordinates ``[..., 3]``.
     Returns:
         rots ``[..., 3, 3]`` (columns are the local axes in global coordinates), trans ``[..., 3]`` (= CA).
+        Residues with coincident atoms (e.g. zero padding) get an all-zero rotation.
     """
     v1 = c - ca
     v2 = n - ca
-    e1 = v1 / torch.sqrt((v1 * v1).sum(-1, keepdim=True) + eps)
+    # Norms are floored at eps (rather than eps added under the root) so that frames are orthonormal
+    # to machine precision; degenerate (e.g. all-zero padding) residues give all-zero rotations.
+    e1 = v1 / torch.linalg.vector_norm(v1, dim=-1, keepdim=True).clamp_min(eps)
     u2 = v2 - (e1 * v2).sum(-1, keepdim=True) * e1
-    e2 = u2 / torch.sqrt((u2 * u2).sum(-1, keepdim=True) + eps)
+    e2 = u2 / torch.linalg.vector_norm(u2, dim=-1, keepdim=True).clamp_min(eps)
     e3 = torch.cross(e1, e2, dim=-1)
     return torch.stack([e1, e2, e3], dim=-1), ca
 
