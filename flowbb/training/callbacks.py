@@ -1,0 +1,165 @@
+"""Training callbacks: step checkpoints with ``last.ckpt``, and validation by sampling backbones.
+
+(EMA weights live in :mod:`flowbb.training.ema`; the non-finite step guard, gradient clipping and the
+learning-rate schedule are part of the module's optimisation step, :mod:`flowbb.training.module`.)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.loggers import WandbLogger
+
+from flowbb.training.ema import EMA
+from flowbb.training.metrics import backbone_metrics, mean_metrics
+
+log = logging.getLogger(__name__)
+
+
+class StepCheckpoint(ModelCheckpoint):
+    """``step_<N>.ckpt`` every ``every_n_train_steps`` optimizer steps (the ``save_top_k`` most recent are kept;
+    -1 keeps all) and ``last.ckpt`` at each of them and at the final step, so a run that stops at
+    ``trainer.max_steps`` always leaves a ``last.ckpt`` holding that step (the file :func:`flowbb.training.train`
+    resumes from).
+
+    Args:
+        dirpath: checkpoint folder (``<run_dir>/checkpoints``).
+        every_n_train_steps: period of the ``step_<N>.ckpt`` files (0: only ``last.ckpt`` at the end).
+        save_top_k: how many periodic checkpoints to keep, most recent first (-1: all).
+    """
+
+    def __init__(self, dirpath: str | Path, every_n_train_steps: int = 1000, save_top_k: int = 3) -> None:
+        super().__init__(dirpath=str(dirpath), filename="step_{step:07d}", auto_insert_metric_name=False,
+                         monitor="step", mode="max", save_top_k=save_top_k, save_last=True,
+                         every_n_train_steps=max(int(every_n_train_steps), 0), save_on_train_epoch_end=False)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any,
+                           batch: Any, batch_idx: int) -> None:
+        step = trainer.global_step
+        if step == 0 or self._should_skip_saving_checkpoint(trainer):
+            return
+        periodic = self._every_n_train_steps > 0 and step % self._every_n_train_steps == 0
+        final = trainer.max_steps > 0 and step >= trainer.max_steps
+        if not (periodic or final):
+            return
+        candidates = self._monitor_candidates(trainer)
+        if periodic:
+            self._save_topk_checkpoint(trainer, candidates)
+        self._save_last_checkpoint(trainer, candidates)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # runs that end on max_epochs (or any other stop) still leave last.ckpt at their final step
+        if trainer.global_step > 0 and not self._should_skip_saving_checkpoint(trainer):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+
+def find_ema(trainer: pl.Trainer) -> EMA | None:
+    """The EMA callback of ``trainer``, if any."""
+    return next((cb for cb in trainer.callbacks if isinstance(cb, EMA)), None)
+
+
+class SampleValidation(Callback):
+    """Validation by sampling: every ``every_n_steps`` optimizer steps (and at the end of fit when
+    ``run_at_end``), global rank 0 samples ``samples_per_length`` backbones of each length in ``lengths``
+    with :func:`flowbb.flow.sampler.sample` using the EMA weights, writes them as PDB files under
+    ``out_dir/step_<N>/`` and logs their mean geometry (``val/ca_ca_deviation``, ``val/ca_ca_mean``,
+    ``val/clashes``, ``val/rg``, ``val/rg_ratio``, ``val/helix_frac``, ``val/strand_frac``, ``val/coil_frac``,
+    ``val/sample_seconds``) to every logger, plus the structures as ``wandb.Molecule`` when W&B logs and
+    ``log_structures`` is set.
+
+    Args:
+        every_n_steps: period in optimizer steps (0: only at the end).
+        lengths: chain lengths to sample.
+        samples_per_length: samples per length (all in one batch).
+        num_steps: Euler steps of the sampler.
+        seed: seed of the sampler's generator (the same noise at every validation, so rounds compare).
+        out_dir: where the PDB files go.
+        log_structures: also log the PDB files to W&B as molecules.
+        run_at_end: also validate when fit ends (if the last step was not just validated).
+    """
+
+    def __init__(self, every_n_steps: int, lengths: list[int], samples_per_length: int, num_steps: int,
+                 seed: int, out_dir: str | Path, log_structures: bool = True, run_at_end: bool = True) -> None:
+        if not lengths or any(int(n) < 2 for n in lengths):
+            raise ValueError(f"callbacks.validation.lengths: need lengths >= 2, got {list(lengths)}")
+        if samples_per_length < 1 or num_steps < 1:
+            raise ValueError("callbacks.validation: samples_per_length and num_steps must be >= 1")
+        self.every_n_steps = int(every_n_steps)
+        self.lengths = [int(n) for n in lengths]
+        self.samples_per_length = int(samples_per_length)
+        self.num_steps = int(num_steps)
+        self.seed = int(seed)
+        self.out_dir = Path(out_dir)
+        self.log_structures = bool(log_structures)
+        self.run_at_end = bool(run_at_end)
+        self._last_step = -1
+        self.last_metrics: dict[str, float] = {}
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any,
+                           batch: Any, batch_idx: int) -> None:
+        step = trainer.global_step
+        if self.every_n_steps > 0 and step > 0 and step % self.every_n_steps == 0 and step != self._last_step:
+            self.validate(trainer, pl_module)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.run_at_end and trainer.global_step > 0 and trainer.global_step != self._last_step:
+            self.validate(trainer, pl_module)
+
+    @torch.no_grad()
+    def validate(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, float]:
+        """Sample, measure, write and log (rank 0 only; other ranks return at once). Returns the metrics."""
+        from flowbb.data.structure_io import write_backbone_pdb
+        from flowbb.flow.sampler import sample_lengths
+
+        step = trainer.global_step
+        self._last_step = step
+        if not trainer.is_global_zero:
+            return {}
+        model = pl_module.model
+        ema = find_ema(trainer)
+        lengths = [n for n in self.lengths for _ in range(self.samples_per_length)]
+        device = pl_module.device
+        generator = torch.Generator(device=device).manual_seed(self.seed)
+        was_training = model.training
+        t0 = time.perf_counter()
+        ctx = ema.swapped(pl_module) if ema is not None else contextlib.nullcontext()
+        try:
+            with ctx:
+                model.eval()
+                out = sample_lengths(lambda b: model(b), lengths, pl_module.flow_cfg, device=device,
+                                     num_steps=self.num_steps, generator=generator)
+        finally:
+            model.train(was_training)
+        seconds = time.perf_counter() - t0
+        rows = backbone_metrics(out["atoms"], out["res_mask"])
+        metrics = mean_metrics(rows, prefix="val/")
+        metrics["val/sample_seconds"] = seconds
+        step_dir = self.out_dir / f"step_{step:07d}"
+        step_dir.mkdir(parents=True, exist_ok=True)
+        paths = []
+        counts: dict[int, int] = {}
+        for b, n in enumerate(lengths):
+            i = counts.get(n, 0)
+            counts[n] = i + 1
+            path = step_dir / f"len{n}_{i}.pdb"
+            write_backbone_pdb(path, out["atoms"][b, :n].float().cpu())
+            paths.append(path)
+        for logger in trainer.loggers:
+            logger.log_metrics(metrics, step=step)
+            if self.log_structures and isinstance(logger, WandbLogger):
+                import wandb
+
+                molecules = [wandb.Molecule(str(p), caption=p.stem) for p in paths]
+                logger.experiment.log({"val/samples": molecules, "trainer/global_step": step})
+        log.info("validation at step %d: %s (%.1f s, PDBs in %s)", step,
+                 ", ".join(f"{k[4:]}={v:.3g}" for k, v in metrics.items() if k != "val/sample_seconds"),
+                 seconds, step_dir)
+        self.last_metrics = metrics
+        return metrics

@@ -1,0 +1,192 @@
+"""Experiment loggers: W&B (online only when a key and the network exist, offline otherwise) plus CSV.
+
+``build_loggers(logger_cfg, run_dir)`` turns the ``logger`` config group into Lightning loggers:
+
+- ``logger=wandb`` (default): a :class:`~lightning.pytorch.loggers.WandbLogger` whose mode is chosen by
+  :func:`resolve_wandb_mode` (``mode: auto``), and always a CSV logger beside it, so the run directory
+  holds CSV metrics whatever happens to W&B;
+- ``logger=csv``: the CSV logger only;
+- ``logger=none``: no logger at all.
+
+The CSV logger writes ``<run_dir>/metrics.csv`` and keeps appending to it when a run is resumed
+(Lightning's own CSV logger deletes an existing ``metrics.csv``).
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import netrc
+import os
+import socket
+import threading
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+from lightning.pytorch.loggers.logger import rank_zero_experiment
+from lightning.pytorch.utilities import rank_zero_only
+
+log = logging.getLogger(__name__)
+
+DEFAULT_WANDB_URL = "https://api.wandb.ai"
+WANDB_ID_FILE = "wandb_run_id.txt"
+
+
+def wandb_host() -> str:
+    """Host name of the W&B server (``WANDB_BASE_URL`` or ``api.wandb.ai``)."""
+    url = os.environ.get("WANDB_BASE_URL", DEFAULT_WANDB_URL)
+    return urlparse(url).hostname or "api.wandb.ai"
+
+
+def has_wandb_key(host: str | None = None) -> bool:
+    """True when ``WANDB_API_KEY`` is set or a netrc file holds credentials for the W&B host."""
+    if os.environ.get("WANDB_API_KEY", "").strip():
+        return True
+    host = host or wandb_host()
+    path = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
+    if not path.is_file():
+        return False
+    try:
+        return netrc.netrc(str(path)).authenticators(host) is not None
+    except (netrc.NetrcParseError, OSError):
+        return False
+
+
+def can_reach(host: str, port: int = 443, timeout_s: float = 2.0) -> bool:
+    """True when a TCP connection to ``host:port`` opens within ``timeout_s`` seconds.
+
+    Name resolution is not covered by socket timeouts, so the probe runs in a daemon thread that is
+    abandoned after ``timeout_s``: the answer never takes longer than that.
+    """
+    result: list[bool] = []
+
+    def probe() -> None:
+        try:
+            with socket.create_connection((host, port), timeout=timeout_s):
+                result.append(True)
+        except OSError:
+            result.append(False)
+
+    thread = threading.Thread(target=probe, name="wandb-probe", daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    return bool(result and result[0])
+
+
+def resolve_wandb_mode(requested: str = "auto", timeout_s: float = 2.0) -> tuple[str, str]:
+    """Pick the W&B mode.
+
+    Args:
+        requested: ``auto`` | ``online`` | ``offline`` | ``disabled``. Anything but ``auto`` is returned as is.
+        timeout_s: socket timeout of the reachability probe.
+    Returns:
+        ``(mode, reason)``. With ``auto``: ``WANDB_MODE`` from the environment when set, else ``online`` only
+        if a key exists and the server answers within ``timeout_s``, else ``offline``.
+    """
+    if requested not in {"auto", "online", "offline", "disabled"}:
+        raise ValueError(f"logger.wandb.mode: expected auto|online|offline|disabled, got {requested!r}")
+    if requested != "auto":
+        return requested, "set in config (logger.wandb.mode)"
+    env_mode = os.environ.get("WANDB_MODE", "").strip().lower()
+    if env_mode in {"online", "offline", "disabled"}:
+        return env_mode, "WANDB_MODE environment variable"
+    if env_mode == "dryrun":
+        return "offline", "WANDB_MODE=dryrun"
+    host = wandb_host()
+    if not has_wandb_key(host):
+        return "offline", "no W&B API key (WANDB_API_KEY or netrc)"
+    if not can_reach(host, 443, timeout_s):
+        return "offline", f"{host} not reachable within {timeout_s:g} s"
+    return "online", f"API key found and {host} reachable"
+
+
+class _AppendingExperimentWriter(ExperimentWriter):
+    """CSV writer that appends to an existing ``metrics.csv`` (keeping its columns) instead of deleting it."""
+
+    def _check_log_dir_exists(self) -> None:
+        if self._fs.isfile(self.metrics_file_path):
+            with self._fs.open(self.metrics_file_path, "r", newline="") as file:
+                header = next(csv.reader(file), [])
+            self.metrics_keys = sorted(set(header))
+
+
+class ResumableCSVLogger(CSVLogger):
+    """CSV logger writing ``<save_dir>/metrics.csv`` and ``hparams.yaml``; appends across resumed runs."""
+
+    def __init__(self, save_dir: str | Path, flush_logs_every_n_steps: int = 50) -> None:
+        super().__init__(save_dir=str(save_dir), name="", version="",
+                         flush_logs_every_n_steps=flush_logs_every_n_steps)
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> ExperimentWriter:
+        """The CSV writer (created on first use, on rank 0 only)."""
+        if self._experiment is not None:
+            return self._experiment
+        self._fs.makedirs(self.root_dir, exist_ok=True)
+        self._experiment = _AppendingExperimentWriter(log_dir=self.log_dir)
+        return self._experiment
+
+
+def make_wandb_logger(run_dir: str | Path, project: str, name: str | None, entity: str | None,
+                      mode: str, probe_timeout_s: float, tags: list[str] | None,
+                      log_model: bool) -> WandbLogger | None:
+    """W&B logger with the mode resolved by :func:`resolve_wandb_mode`; ``None`` when mode is ``disabled``.
+
+    The run id is kept in ``<run_dir>/wandb_run_id.txt`` so a resumed run continues the same W&B run.
+    Files go to ``<run_dir>/wandb/`` (``offline-run-*`` when offline; upload later with ``wandb sync``).
+    """
+    run_dir = Path(run_dir)
+    if rank_zero_only.rank == 0:
+        mode, reason = resolve_wandb_mode(mode, probe_timeout_s)
+        log.info("W&B mode: %s (%s)", mode, reason)
+    else:  # only rank 0 ever starts the W&B run; do not probe the network from every process
+        mode = "offline" if mode == "auto" else mode
+    if mode == "disabled":
+        return None
+    id_file = run_dir / WANDB_ID_FILE
+    run_id = id_file.read_text().strip() if id_file.is_file() else None
+    if run_id is None:
+        import wandb.util
+
+        run_id = wandb.util.generate_id()
+        if rank_zero_only.rank == 0:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            id_file.write_text(run_id + "\n")
+    return WandbLogger(save_dir=str(run_dir), project=project, name=name, entity=entity, id=run_id,
+                       mode=mode, tags=list(tags or []), log_model=log_model, resume="allow")
+
+
+def build_loggers(logger_cfg: Any, run_dir: str | Path) -> list[Logger]:
+    """Loggers for the ``logger`` config group.
+
+    Args:
+        logger_cfg: mapping with optional ``csv`` (``flush_logs_every_n_steps``) and ``wandb``
+            (``project``, ``entity``, ``name``, ``mode``, ``probe_timeout_s``, ``tags``, ``log_model``) entries;
+            empty or ``None`` means no logging.
+        run_dir: the run directory.
+    Returns:
+        A list of loggers (empty for ``logger=none``); whenever W&B is configured a CSV logger is included.
+    """
+    loggers: list[Logger] = []
+    if not logger_cfg:
+        return loggers
+    csv_cfg = logger_cfg.get("csv")
+    wandb_cfg = logger_cfg.get("wandb")
+    unknown = set(logger_cfg.keys()) - {"csv", "wandb"}
+    if unknown:
+        raise ValueError(f"logger: unknown entries {sorted(unknown)} (expected csv and/or wandb)")
+    flush = int(csv_cfg.get("flush_logs_every_n_steps", 50)) if csv_cfg else 50
+    if csv_cfg is not None or wandb_cfg is not None:
+        loggers.append(ResumableCSVLogger(run_dir, flush_logs_every_n_steps=flush))
+    if wandb_cfg is not None:
+        wb = make_wandb_logger(run_dir, project=wandb_cfg["project"], name=wandb_cfg.get("name"),
+                               entity=wandb_cfg.get("entity"), mode=wandb_cfg.get("mode", "auto"),
+                               probe_timeout_s=float(wandb_cfg.get("probe_timeout_s", 2.0)),
+                               tags=wandb_cfg.get("tags"), log_model=bool(wandb_cfg.get("log_model", False)))
+        if wb is not None:
+            loggers.append(wb)
+    return loggers

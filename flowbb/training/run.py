@@ -1,0 +1,113 @@
+"""``train(cfg)``: everything ``python train.py`` does, from a composed Hydra config.
+
+Run directory layout (``paths.run_dir``, i.e. ``hydra.run.dir``)::
+
+    config_resolved.yaml      the resolved config of the latest launch (also in W&B and in checkpoints)
+    .hydra/                   Hydra's own record of the composition and overrides
+    checkpoints/last.ckpt     latest state; a new launch with the same run dir resumes from it
+    checkpoints/step_*.ckpt   periodic checkpoints (the most recent ``save_top_k``)
+    metrics.csv, hparams.yaml CSV metrics (appended across resumed launches)
+    wandb/                    the W&B run (``offline-run-*`` when offline: ``wandb sync`` uploads it)
+    val_samples/step_*/       validation backbones (PDB)
+    train.log                 the log of the launch
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning.pytorch as pl
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities import rank_zero_only
+from omegaconf import DictConfig, OmegaConf
+
+from flowbb.training.ema import EMA
+from flowbb.training.loggers import build_loggers
+from flowbb.training.module import FlowModule
+
+log = logging.getLogger(__name__)
+
+LAST_CKPT = Path("checkpoints") / "last.ckpt"
+
+
+def find_resume_checkpoint(run_dir: str | Path, ckpt_path: str | None = None) -> str | None:
+    """Checkpoint to start from: ``ckpt_path`` when given (must exist), else ``<run_dir>/checkpoints/last.ckpt``
+    when it exists, else ``None`` (fresh start)."""
+    if ckpt_path:
+        path = Path(ckpt_path)
+        if not path.is_file():
+            raise FileNotFoundError(f"ckpt_path: no checkpoint at {path}")
+        return str(path)
+    last = Path(run_dir) / LAST_CKPT
+    return str(last) if last.is_file() else None
+
+
+def build_callbacks(callbacks_cfg: DictConfig | None) -> list[Callback]:
+    """Instantiate every entry of the ``callbacks`` group (each has a ``_target_``); EMA goes first so that
+    callbacks running at the same step (validation sampling) see the updated average."""
+    if not callbacks_cfg:
+        return []
+    callbacks = []
+    for name, entry in callbacks_cfg.items():
+        if entry is None:
+            continue
+        if "_target_" not in entry:
+            raise ValueError(f"callbacks.{name}: missing _target_")
+        callbacks.append(hydra.utils.instantiate(entry, _convert_="all"))
+    return sorted(callbacks, key=lambda cb: 0 if isinstance(cb, EMA) else 1)
+
+
+@rank_zero_only
+def _write_resolved_config(cfg: DictConfig, run_dir: Path) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config_resolved.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+
+
+def _check_precision(cfg: DictConfig) -> None:
+    precision = str(cfg.trainer.get("precision", "32-true"))
+    if precision.startswith("16") or precision == "16-mixed":
+        raise ValueError(f"trainer.precision={precision}: float16 needs loss scaling, which the non-finite guard's "
+                         "manual optimisation does not do; use bf16-mixed (GPU) or 32-true")
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Train from a composed config (see ``configs/train.yaml``).
+
+    Seeds everything, writes the resolved config to the run dir, builds datamodule, module, callbacks,
+    loggers and trainer from their config groups, and calls ``trainer.fit``, resuming from
+    ``<run_dir>/checkpoints/last.ckpt`` when it exists (or from ``ckpt_path``).
+
+    Returns:
+        ``{"run_dir", "global_step", "skipped_steps", "last_checkpoint", "resumed_from"}``.
+    """
+    _check_precision(cfg)
+    run_dir = Path(cfg.paths.run_dir)
+    pl.seed_everything(int(cfg.seed), workers=True)
+    _write_resolved_config(cfg, run_dir)
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+
+    datamodule = hydra.utils.instantiate(cfg.data, _convert_="all")
+    module = FlowModule(cfg)
+    callbacks = build_callbacks(cfg.get("callbacks"))
+    loggers = build_loggers(cfg.get("logger"), run_dir)
+    for logger in loggers:
+        logger.log_hyperparams(resolved)
+    trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
+                                                  default_root_dir=str(run_dir), _convert_="all")
+    resume = find_resume_checkpoint(run_dir, cfg.get("ckpt_path"))
+    if resume:
+        log.info("resuming from %s", resume)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
+    last = run_dir / LAST_CKPT
+    summary = {
+        "run_dir": str(run_dir),
+        "global_step": int(trainer.global_step),
+        "skipped_steps": int(module.guard.skipped),
+        "last_checkpoint": str(last) if last.is_file() else None,
+        "resumed_from": resume,
+    }
+    log.info("training done: %s", summary)
+    return summary
