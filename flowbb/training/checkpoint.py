@@ -1,0 +1,206 @@
+"""Load a flowbb training checkpoint as a ready-to-sample network.
+
+A flowbb checkpoint is a Lightning checkpoint written while training :class:`flowbb.training.module.FlowModule`:
+
+- ``hyper_parameters["cfg"]``: the resolved training config (``model``, ``flow``, ``seed``, ...);
+- ``state_dict``: the module's weights; the network's are under the ``model.`` prefix (raw training weights);
+- ``ema_state_dict``: the EMA weights of the network, keyed like ``FlowModel.state_dict()``
+  (written by :class:`flowbb.training.ema.EMA`), with ``ema_num_updates``.
+
+:func:`load_checkpoint` rebuilds the network from ``cfg.model`` (``_target_`` instantiation, the same
+``build_model`` the training module uses), loads the EMA weights by default (or the raw ones), puts it in eval mode
+on the requested device and returns it with the config and the flow config. Anything that is not such a file
+(a missing path, a file ``torch.load`` cannot read, another Lightning module's checkpoint, weights that do not fit the
+stored model config) raises one :class:`FlowbbCheckpointError` naming the path and what is wrong.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import pickle
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from flowbb.flow.config import FlowConfig, as_flow_config
+from flowbb.training.ema import EMA_KEY, EMA_UPDATES_KEY
+
+log = logging.getLogger(__name__)
+
+MODEL_PREFIX = "model."
+
+
+class FlowbbCheckpointError(RuntimeError):
+    """A checkpoint path that cannot be loaded as a flowbb model (the message names the path and the reason)."""
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"cannot load flowbb checkpoint {self.path}: {reason}")
+
+
+@dataclasses.dataclass
+class LoadedCheckpoint:
+    """What :func:`load_checkpoint` returns.
+
+    Attributes:
+        model: the FlowModel (eval mode, no gradients, on ``device``).
+        cfg: the training config stored in the checkpoint (resolved, as a ``DictConfig``).
+        flow_cfg: ``cfg.flow`` as a :class:`~flowbb.flow.config.FlowConfig` (sampler defaults, prior scale).
+        path: the checkpoint file.
+        device: where the model lives.
+        weights: ``"ema"`` or ``"raw"`` (what was loaded into ``model``).
+        global_step: optimizer steps of the run when the checkpoint was written (-1 when not recorded).
+        ema_num_updates: EMA updates behind the EMA weights (0 when there are none).
+    """
+
+    model: torch.nn.Module
+    cfg: DictConfig
+    flow_cfg: FlowConfig
+    path: Path
+    device: torch.device
+    weights: str
+    global_step: int
+    ema_num_updates: int
+
+    def model_fn(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """``model(batch)``: the ``model_fn`` that :func:`flowbb.flow.sampler.sample` takes."""
+        return self.model(batch)
+
+
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    """``"auto"``/``None`` -> ``cuda`` when available, else ``mps`` when available, else ``cpu``; anything else
+    is passed to ``torch.device`` (an unavailable CUDA device raises ``ValueError``)."""
+    if device is None or str(device) == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r}: CUDA is not available on this machine (use device=auto or cpu)")
+    return dev
+
+
+def _read(path: Path) -> Any:
+    """``torch.load`` on CPU: the safe (weights-only) unpickler first; checkpoints holding other Python objects
+    (e.g. from custom callbacks) are loaded fully, as Lightning does, with a warning."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        log.warning("%s holds objects beyond tensors and containers (%s); loading it with full unpickling "
+                    "(only load checkpoints you trust)", path, str(exc).splitlines()[0][:200])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The raw checkpoint dict of a flowbb checkpoint, after checking its format.
+
+    Raises:
+        FlowbbCheckpointError: missing file, unreadable file, or not a flowbb training checkpoint.
+    """
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise FlowbbCheckpointError(p, "no such file")
+    if p.is_dir():
+        raise FlowbbCheckpointError(p, "is a directory, expected a .ckpt file (e.g. <run_dir>/checkpoints/last.ckpt)")
+    try:
+        ckpt = _read(p)
+    except Exception as exc:  # noqa: BLE001 - any reader failure means "not a checkpoint"
+        raise FlowbbCheckpointError(p, f"not a readable PyTorch checkpoint ({type(exc).__name__}: "
+                                       f"{str(exc).splitlines()[0][:200] if str(exc) else ''})") from exc
+    if not isinstance(ckpt, Mapping):
+        raise FlowbbCheckpointError(p, f"expected a Lightning checkpoint dict, found a {type(ckpt).__name__}")
+    if "state_dict" not in ckpt:
+        raise FlowbbCheckpointError(p, f"no 'state_dict' entry, so not a Lightning checkpoint "
+                                       f"(top-level keys: {sorted(map(str, ckpt))[:8]})")
+    hp = ckpt.get("hyper_parameters")
+    cfg = hp.get("cfg") if isinstance(hp, Mapping) else None
+    if not isinstance(cfg, Mapping) or not isinstance(cfg.get("model"), Mapping) or "flow" not in cfg:
+        raise FlowbbCheckpointError(p, "no flowbb training config (hyper_parameters['cfg'] with 'model' and 'flow'): "
+                                       "a checkpoint of another model or LightningModule")
+    if "_target_" not in cfg["model"]:
+        raise FlowbbCheckpointError(p, "the stored model config has no _target_")
+    if not any(str(k).startswith(MODEL_PREFIX) for k in ckpt["state_dict"]):
+        raise FlowbbCheckpointError(p, f"the state_dict has no '{MODEL_PREFIX}*' weights: a checkpoint of another "
+                                       "LightningModule")
+    return dict(ckpt)
+
+
+def _load_weights(model: torch.nn.Module, state: Mapping[str, torch.Tensor], path: Path, what: str) -> None:
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong = sorted(k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape))
+    if missing or unexpected or wrong:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing (e.g. {missing[:3]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[:3]})")
+        if wrong:
+            k = wrong[0]
+            parts.append(f"{len(wrong)} with other shapes (e.g. {k}: {tuple(state[k].shape)} in the file, "
+                         f"{tuple(own[k].shape)} in the model)")
+        raise FlowbbCheckpointError(path, f"the {what} weights do not fit the model built from the stored config "
+                                          f"({model.__class__.__name__}): " + "; ".join(parts))
+    model.load_state_dict(state, strict=True)
+
+
+def load_checkpoint(path: str | Path, use_ema: bool = True, device: str | torch.device | None = "auto",
+                    ) -> LoadedCheckpoint:
+    """Rebuild the trained network from a flowbb checkpoint.
+
+    Args:
+        path: a ``.ckpt`` written by flowbb training (e.g. ``runs/<name>/checkpoints/last.ckpt``).
+        use_ema: load the EMA weights (default); ``False`` loads the raw training weights. A checkpoint without
+            EMA weights (EMA callback disabled) falls back to the raw ones with a warning; ``weights`` says which.
+        device: ``"auto"`` (CUDA, else MPS, else CPU), or any ``torch.device`` spec.
+    Returns:
+        :class:`LoadedCheckpoint` (model in eval mode with ``requires_grad=False``).
+    Raises:
+        FlowbbCheckpointError: the path is missing or not a flowbb checkpoint, or its weights do not fit its config.
+    """
+    from flowbb.training.module import build_model
+
+    p = Path(path).expanduser()
+    ckpt = read_checkpoint(p)
+    cfg = OmegaConf.create(dict(ckpt["hyper_parameters"]["cfg"]))
+    try:
+        model = build_model(cfg.model)
+    except Exception as exc:  # noqa: BLE001 - the stored config names a model this flowbb cannot build
+        raise FlowbbCheckpointError(p, f"cannot build the model of the stored config "
+                                       f"(_target_={cfg.model.get('_target_')}): {type(exc).__name__}: {exc}") from exc
+    if not isinstance(model, torch.nn.Module):
+        raise FlowbbCheckpointError(p, f"the stored model config builds a {type(model).__name__}, not a torch module")
+    try:
+        flow_cfg = as_flow_config(cfg.flow)
+    except (TypeError, ValueError) as exc:
+        raise FlowbbCheckpointError(p, f"invalid stored flow config: {exc}") from exc
+
+    weights = "raw"
+    ema_updates = int(ckpt.get(EMA_UPDATES_KEY, 0) or 0)
+    if use_ema and isinstance(ckpt.get(EMA_KEY), Mapping):
+        _load_weights(model, ckpt[EMA_KEY], p, "EMA")
+        weights = "ema"
+    else:
+        if use_ema:
+            log.warning("%s has no EMA weights (was the ema callback disabled?); using the raw training weights", p)
+        raw = {k[len(MODEL_PREFIX):]: v for k, v in ckpt["state_dict"].items() if str(k).startswith(MODEL_PREFIX)}
+        _load_weights(model, raw, p, "raw")
+
+    dev = resolve_device(device)
+    model = model.to(dev).eval()
+    for param in model.parameters():
+        param.requires_grad_(False)
+    return LoadedCheckpoint(model=model, cfg=cfg, flow_cfg=flow_cfg, path=p, device=dev, weights=weights,
+                            global_step=int(ckpt.get("global_step", -1)), ema_num_updates=ema_updates)
