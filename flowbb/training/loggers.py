@@ -18,7 +18,9 @@ import csv
 import logging
 import netrc
 import os
-import socket
+import secrets
+import http.client
+import ssl
 import threading
 from pathlib import Path
 from typing import Any
@@ -35,10 +37,14 @@ DEFAULT_WANDB_URL = "https://api.wandb.ai"
 WANDB_ID_FILE = "wandb_run_id.txt"
 
 
+def wandb_url() -> str:
+    """URL of the W&B server (``WANDB_BASE_URL`` or ``https://api.wandb.ai``)."""
+    return os.environ.get("WANDB_BASE_URL", "").strip() or DEFAULT_WANDB_URL
+
+
 def wandb_host() -> str:
-    """Host name of the W&B server (``WANDB_BASE_URL`` or ``api.wandb.ai``)."""
-    url = os.environ.get("WANDB_BASE_URL", DEFAULT_WANDB_URL)
-    return urlparse(url).hostname or "api.wandb.ai"
+    """Host name of the W&B server."""
+    return urlparse(wandb_url()).hostname or "api.wandb.ai"
 
 
 def has_wandb_key(host: str | None = None) -> bool:
@@ -55,19 +61,34 @@ def has_wandb_key(host: str | None = None) -> bool:
         return False
 
 
-def can_reach(host: str, port: int = 443, timeout_s: float = 2.0) -> bool:
-    """True when a TCP connection to ``host:port`` opens within ``timeout_s`` seconds.
+def can_reach(url: str, timeout_s: float = 2.0) -> bool:
+    """True when the server at ``url`` answers an HTTP request within ``timeout_s`` seconds.
 
-    Name resolution is not covered by socket timeouts, so the probe runs in a daemon thread that is
-    abandoned after ``timeout_s``: the answer never takes longer than that.
+    For ``https`` the TLS certificate must verify for the host (a bare TCP connect proves nothing behind
+    intercepting firewalls). Name resolution is not covered by socket timeouts, so the probe runs in a daemon
+    thread that is abandoned after ``timeout_s``: the answer never takes longer than that.
     """
+    parsed = urlparse(url)
+    host = parsed.hostname
+    if not host:
+        return False
     result: list[bool] = []
 
     def probe() -> None:
         try:
-            with socket.create_connection((host, port), timeout=timeout_s):
+            if parsed.scheme == "http":
+                conn: http.client.HTTPConnection = http.client.HTTPConnection(
+                    host, parsed.port or 80, timeout=timeout_s)
+            else:
+                conn = http.client.HTTPSConnection(host, parsed.port or 443, timeout=timeout_s,
+                                                   context=ssl.create_default_context())
+            try:
+                conn.request("HEAD", "/")
+                conn.getresponse()
                 result.append(True)
-        except OSError:
+            finally:
+                conn.close()
+        except (OSError, http.client.HTTPException, ssl.SSLError):
             result.append(False)
 
     thread = threading.Thread(target=probe, name="wandb-probe", daemon=True)
@@ -98,7 +119,7 @@ def resolve_wandb_mode(requested: str = "auto", timeout_s: float = 2.0) -> tuple
     host = wandb_host()
     if not has_wandb_key(host):
         return "offline", "no W&B API key (WANDB_API_KEY or netrc)"
-    if not can_reach(host, 443, timeout_s):
+    if not can_reach(wandb_url(), timeout_s):
         return "offline", f"{host} not reachable within {timeout_s:g} s"
     return "online", f"API key found and {host} reachable"
 
@@ -150,9 +171,7 @@ def make_wandb_logger(run_dir: str | Path, project: str, name: str | None, entit
     id_file = run_dir / WANDB_ID_FILE
     run_id = id_file.read_text().strip() if id_file.is_file() else None
     if run_id is None:
-        import wandb.util
-
-        run_id = wandb.util.generate_id()
+        run_id = secrets.token_hex(4)  # W&B run ids: short, lowercase alphanumerics
         if rank_zero_only.rank == 0:
             run_dir.mkdir(parents=True, exist_ok=True)
             id_file.write_text(run_id + "\n")
