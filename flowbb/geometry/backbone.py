@@ -56,8 +56,7 @@ def backbone_from_frames(
     Args:
         rots: ``[..., L, 3, 3]`` residue rotations (columns: local axes).
         trans: ``[..., L, 3]`` CA positions (Å).
-        psi: ``[..., L]`` radians; ``None`` uses psi = 0 for every residue... only do this when O does
-            not matter (O is then trans to N across the CA-C bond).
+        psi: ``[..., L]`` radians; ``None`` means psi = 0 everywhere (only sensible when O is unused).
         res_mask: optional ``[..., L]``; masked residues come out as zeros.
     Returns:
         ``[..., L, 4, 3]`` (N, CA, C, O), Å.
@@ -70,7 +69,9 @@ def backbone_from_frames(
     if psi is None:
         psi = torch.zeros(trans.shape[:-1], dtype=trans.dtype, device=trans.device)
     elif psi.shape != trans.shape[:-1]:
-        raise ValueError(f"backbone_from_frames: psi must have shape {tuple(trans.shape[:-1])}, got {tuple(psi.shape)}")
+        raise ValueError(
+            f"backbone_from_frames: psi must have shape {tuple(trans.shape[:-1])}, got {tuple(psi.shape)}"
+        )
     n_loc = _const(IDEAL_N, trans).expand_as(trans)
     c_loc = _const(IDEAL_C, trans).expand_as(trans)
     o_loc = oxygen_local(psi.to(trans.dtype))

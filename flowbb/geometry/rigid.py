@@ -63,8 +63,9 @@ def frames_from_backbone(n: Tensor, ca: Tensor, c: Tensor, eps: float = 1e-8) ->
     return torch.stack([e1, e2, e3], dim=-1), ca
 
 
-def identity(shape: tuple[int, ...], dtype: torch.dtype = torch.float32,
-             device: torch.device | str | None = None) -> tuple[Tensor, Tensor]:
+def identity(
+    shape: tuple[int, ...], dtype: torch.dtype = torch.float32, device: torch.device | str | None = None
+) -> tuple[Tensor, Tensor]:
     """Identity frames: rots ``[*shape, 3, 3]``, trans ``[*shape, 3]``."""
     rots = torch.eye(3, dtype=dtype, device=device).expand(*shape, 3, 3).clone()
     return rots, torch.zeros(*shape, 3, dtype=dtype, device=device)

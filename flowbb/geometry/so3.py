@@ -164,7 +164,8 @@ def geodesic(rots_0: Tensor, rots_1: Tensor, t: Tensor | float) -> Tensor:
 
     Args:
         rots_0, rots_1: ``[..., 3, 3]``.
-        t: scalar or ``[...]`` (broadcast against the leading dims).
+        t: scalar or ``[...]`` with the leading dims of the rotations (e.g. ``t[:, None]`` for
+            per-batch times with ``[B, L, 3, 3]`` rotations).
     Returns:
         ``[..., 3, 3]``.
     """
@@ -276,7 +277,9 @@ def quat_to_rotvec(quat: Tensor, eps: float = 1e-12) -> Tensor:
     safe_w = torch.where(small, w, torch.ones_like(w))
     r2 = (n / safe_w) ** 2
     # 2 atan2(n, w) / n; for small n: 2/w (1 - (n/w)^2 / 3 + (n/w)^4 / 5).
-    factor = torch.where(small, 2.0 / safe_w * (1.0 - r2 / 3.0 + r2 * r2 / 5.0), 2.0 * torch.atan2(n, w) / safe_n)
+    factor = torch.where(
+        small, 2.0 / safe_w * (1.0 - r2 / 3.0 + r2 * r2 / 5.0), 2.0 * torch.atan2(n, w) / safe_n
+    )
     return factor[..., None] * xyz
 
 
@@ -329,7 +332,7 @@ def igso3_angle_density(omega: Tensor, sigma: float, num_terms: int | None = Non
 
 def _igso3_num_terms(sigma: float) -> int:
     # exp(-l(l+1) sigma^2 / 2) < 1e-13 once l(l+1) > 60 / sigma^2.
-    return int(math.ceil(math.sqrt(60.0) / sigma)) + 2
+    return math.ceil(math.sqrt(60.0) / sigma) + 2
 
 
 def _igso3_angle_grid(sigma: float) -> tuple[Tensor, Tensor]:
@@ -378,7 +381,9 @@ def sample_igso3(
     try:
         sig = torch.broadcast_to(sig, shape)
     except RuntimeError as err:
-        raise ValueError(f"sample_igso3: sigma of shape {tuple(sig.shape)} does not broadcast to {shape}") from err
+        raise ValueError(
+            f"sample_igso3: sigma of shape {tuple(sig.shape)} does not broadcast to {shape}"
+        ) from err
     if not torch.isfinite(sig).all() or (sig < 0).any():
         raise ValueError("sample_igso3: sigma must be finite and >= 0")
 

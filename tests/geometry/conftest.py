@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import biotite.structure as struc
-import biotite.structure.io.pdb as pdb
 import numpy as np
 import pytest
+from biotite.structure.io import pdb
 
 BACKBONE = ("N", "CA", "C", "O")
 

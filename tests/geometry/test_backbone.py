@@ -38,7 +38,12 @@ def test_ideal_backbone_matches_every_ddg_chain(ddg_chains: list) -> None:
         assert psi_mask.sum() >= len(atoms) - 1 - 5, chain.name
         o_rmsd = _rmsd(ideal[psi_mask, 3], atoms[psi_mask, 3])
         assert o_rmsd < 0.35, (chain.name, o_rmsd)
-        for key, val in [("NCAC", ncac), ("N", _rmsd(ideal[:, 0], atoms[:, 0])), ("C", _rmsd(ideal[:, 2], atoms[:, 2])), ("O", o_rmsd)]:
+        for key, val in [
+            ("NCAC", ncac),
+            ("N", _rmsd(ideal[:, 0], atoms[:, 0])),
+            ("C", _rmsd(ideal[:, 2], atoms[:, 2])),
+            ("O", o_rmsd),
+        ]:
             worst[key] = max(worst[key], val)
     # per-atom bounds, tighter than the combined one: C is on the CA->C axis (bond length only)
     assert worst["C"] < 0.05 and worst["N"] < 0.15, worst
@@ -48,7 +53,7 @@ def test_ideal_backbone_matches_every_ddg_chain(ddg_chains: list) -> None:
 def test_psi_matches_biotite_dihedral(ddg_chains: list) -> None:
     """psi_i = dihedral(N_i, CA_i, C_i, N_{i+1}) with the IUPAC sign, against biotite's dihedral."""
     for chain in ddg_chains[:20]:
-        atoms, _, _, psi, psi_mask = _frames_psi(chain)
+        _, _, _, psi, psi_mask = _frames_psi(chain)
         x = chain.atoms
         ref = struc.dihedral(x[:-1, 0], x[:-1, 1], x[:-1, 2], x[1:, 0])
         diff = np.angle(np.exp(1j * (psi[:-1].numpy() - ref)))
@@ -75,12 +80,14 @@ def test_oxygen_trans_to_next_n() -> None:
     expected = math.cos(math.pi - math.atan2(1.062, 0.627))
     torch.testing.assert_close(cos_cao, torch.full_like(cos_cao, expected), rtol=0, atol=1e-12)
     # ideal bond lengths of the AF2 residue frame
-    torch.testing.assert_close((n - ca).norm(dim=-1), torch.full_like(co, math.hypot(0.525, 1.363)), rtol=0, atol=1e-12)
+    torch.testing.assert_close(
+        (n - ca).norm(dim=-1), torch.full_like(co, math.hypot(0.525, 1.363)), rtol=0, atol=1e-12
+    )
     torch.testing.assert_close((c - ca).norm(dim=-1), torch.full_like(co, 1.526), rtol=0, atol=1e-12)
 
 
 def test_oxygen_from_next_n_equals_frame_construction(ddg_chains: list) -> None:
-    atoms, rots, trans, psi, psi_mask = _frames_psi(ddg_chains[0])
+    atoms, rots, trans, psi, _ = _frames_psi(ddg_chains[0])
     o = backbone.oxygen_from_next_n(atoms[:-1, 0], atoms[:-1, 1], atoms[:-1, 2], atoms[1:, 0])
     ideal = backbone.backbone_from_frames(rots, trans, psi)
     torch.testing.assert_close(o, ideal[:-1, 3], rtol=0, atol=1e-12)
@@ -143,3 +150,17 @@ def test_backbone_from_frames_equivariant_and_masked() -> None:
     torch.testing.assert_close(masked[0], atoms[0], rtol=0, atol=0)
     f32 = backbone.backbone_from_frames(rots.float(), trans.float(), psi.float())
     assert f32.dtype == torch.float32 and (f32.double() - atoms).abs().max() < 1e-5
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_so3_maps_on_every_ddg_frame(ddg_chains: list, dtype: torch.dtype) -> None:
+    """exp(log(R)) == R and exact geodesic endpoints for the residue frames of every ddg chain."""
+    atoms = torch.cat([torch.from_numpy(c.atoms) for c in ddg_chains]).to(dtype)
+    rots, _ = rigid.frames_from_backbone(atoms[:, 0], atoms[:, 1], atoms[:, 2])
+    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    assert (so3.exp(so3.log(rots)) - rots).abs().max() < tol
+    r0, r1 = rots[:-1], rots[1:]  # consecutive residues: rotations of all sizes, up to ~pi
+    assert torch.equal(so3.geodesic(r0, r1, torch.zeros(len(r0), dtype=dtype)), r0)
+    assert (so3.geodesic(r0, r1, torch.ones(len(r0), dtype=dtype)) - r1).abs().max() < tol
+    q = so3.rotmat_to_quat(rots)
+    assert (so3.quat_to_rotmat(q) - rots).abs().max() < tol

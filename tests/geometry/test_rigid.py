@@ -26,7 +26,9 @@ def test_compose_invert_apply() -> None:
     ta, tb = torch.randn(2, 5, 3, generator=gen, dtype=torch.float64).unbind(0)
     x = torch.randn(5, 3, generator=gen, dtype=torch.float64)
     rc, tc = rigid.compose(ra, ta, rb, tb)
-    torch.testing.assert_close(rigid.apply(rc, tc, x), rigid.apply(ra, ta, rigid.apply(rb, tb, x)), rtol=0, atol=1e-12)
+    torch.testing.assert_close(
+        rigid.apply(rc, tc, x), rigid.apply(ra, ta, rigid.apply(rb, tb, x)), rtol=0, atol=1e-12
+    )
     ri, ti = rigid.invert(ra, ta)
     r_id, t_id = rigid.compose(ri, ti, ra, ta)
     ident_r, ident_t = rigid.identity((5,), torch.float64)
