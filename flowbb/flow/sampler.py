@@ -92,8 +92,9 @@ def sample(
         generator: ``torch.Generator`` for the prior and the stochastic term (any device; draws happen on its
             device, so a CPU generator gives the same prior on every device).
         save_traj: also return trajectories.
-        prior: optional starting frames ``(rots_0 [B, L, 3, 3], trans_0 [B, L, 3])`` (Å) in place of a draw from
-            the prior with ``generator`` (e.g. drawn per sample, so a sample does not depend on its batch);
+        prior: optional starting frames ``(rots_0 [B, L, 3, 3], trans_0 [B, L, 3])`` (Å) in place of a draw
+            from the prior with ``generator`` (e.g. drawn per sample, so that a sample does not depend on
+            its batch);
             padded positions are reset to identity / zero.
     Returns:
         dict with ``rots [B, L, 3, 3]``, ``trans [B, L, 3]`` (Å), ``psi [B, L]``, ``atoms [B, L, 4, 3]``
@@ -129,8 +130,10 @@ def sample(
         rots, trans = interpolant.sample_prior(mask, generator, dtype=dtype)
     else:
         if tuple(prior[0].shape) != (b, l, 3, 3) or tuple(prior[1].shape) != (b, l, 3):
-            raise ValueError(f"sample: prior must be (rots [{b}, {l}, 3, 3], trans [{b}, {l}, 3]), got "
-                             f"{tuple(prior[0].shape)} and {tuple(prior[1].shape)}")
+            raise ValueError(
+                f"sample: prior must be (rots [{b}, {l}, 3, 3], trans [{b}, {l}, 3]), got "
+                f"{tuple(prior[0].shape)} and {tuple(prior[1].shape)}"
+            )
         rots, trans = mask_frames(prior[0].to(device, dtype), prior[1].to(device, dtype), mask)
     ts = torch.linspace(c.min_t, 1.0, num_steps + 1, dtype=torch.float64)
     sc_trans = torch.zeros_like(trans)

@@ -192,3 +192,16 @@ def test_config_defaults_drive_the_sampler():
     sample(model, mask, {"sample_num_steps": 7, "min_t": 0.2}, generator=make_generator(0))
     assert len(model.calls) == 8
     assert model.calls[0]["t"][0].item() == pytest.approx(0.2)
+
+
+def test_explicit_prior_is_the_starting_point():
+    mask = res_mask_from_lengths([9, 6], dtype=torch.float64)
+    rots0, trans0, _ = _target(2, 9, seed=77)
+    trans0 = trans0 + 1e3 * (1 - mask)[..., None]  # garbage at padding is reset
+    model = FixedTarget(*_target(2, 9))
+    out = sample(model, mask, FlowConfig(), num_steps=3, prior=(rots0, trans0), save_traj=True)
+    m = mask.bool()
+    assert torch.equal(out["traj_trans"][0][m], trans0[m]) and torch.all(out["traj_trans"][0][~m] == 0)
+    assert torch.equal(model.calls[0]["rots_t"][m], rots0[m])
+    with pytest.raises(ValueError, match="prior"):
+        sample(model, mask, num_steps=2, prior=(rots0[:, :5], trans0))

@@ -1,0 +1,212 @@
+"""Flow-matching losses on clean-frame predictions (masked, linear in L) and per-t-bin logging.
+
+All terms are computed per sample, then averaged over the batch. Lengths enter in ``length_scale`` units
+(0.1: nm, as FrameFlow/FoldFlow), and every error is divided by ``1 - min(t, loss_t_clip)`` before squaring:
+
+- ``trans``: mean over valid residues and coordinates of ``((x1 - x1_hat) * s / n_t)^2``.
+- ``rot``: mean of ``((log(R_t^T R_1) - log(R_t^T R1_hat)) / n_t)^2``, the rotation vector-field error
+  (both fields without their common 1/(1 - t) factor, as FrameFlow).
+- ``bb_atom``: ideal backbone atoms of the prediction (``backbone_from_frames`` with ``pred_psi``) against
+  those of the truth (true frames, true psi); O atoms only where psi is defined. Only for samples with
+  t > ``aux_t_threshold`` (zero otherwise).
+- ``pair_dist``: for each residue i and each of its ``pair_dist_k`` nearest neighbours j in the TRUE structure
+  (kNN on true CA), the 4 x 4 backbone-atom distances |a_i - b_j| of prediction vs truth. Only for
+  t > ``aux_t_threshold``. Memory and time O(B L k).
+- ``total``: the weighted sum of the four terms.
+
+Inputs follow the FlowModel contract: ``batch`` holds ``rots_1 [B, L, 3, 3]``, ``trans_1 [B, L, 3]`` (Å),
+``res_mask [B, L]``, ``t [B]``, ``rots_t [B, L, 3, 3]``, and either ``psi_1 [B, L]`` + ``psi_mask [B, L]`` or
+``atoms [B, L, 4, 3]`` (then psi comes from :func:`flowbb.geometry.backbone.psi_from_backbone`, using
+``residue_index`` when present); ``model_out`` holds ``pred_rots``, ``pred_trans`` (Å), ``pred_psi``
+(radians).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+from flowbb.flow.config import FlowConfig, as_flow_config
+from flowbb.geometry import so3
+from flowbb.geometry.backbone import backbone_from_frames, psi_from_backbone
+from flowbb.geometry.neighbors import knn
+
+Tensor = torch.Tensor
+
+LOSS_TERMS = ("trans", "rot", "bb_atom", "pair_dist")
+
+
+def _require(d: Mapping[str, Tensor], key: str, where: str) -> Tensor:
+    if key not in d:
+        raise KeyError(f"flow_losses: {where} has no '{key}' (keys: {sorted(d)})")
+    return d[key]
+
+
+def _true_psi(batch: Mapping[str, Tensor], res_mask: Tensor) -> tuple[Tensor, Tensor]:
+    if "psi_1" in batch:
+        return batch["psi_1"], _require(batch, "psi_mask", "batch").bool() & res_mask.bool()
+    if "atoms" not in batch:
+        raise KeyError("flow_losses: batch needs 'psi_1' and 'psi_mask', or 'atoms' to compute them")
+    psi, psi_mask = psi_from_backbone(batch["atoms"], res_mask, batch.get("residue_index"))
+    return psi, psi_mask
+
+
+def _gather_residues(x: Tensor, idx: Tensor) -> Tensor:
+    """``x [B, L, ...]`` gathered at neighbour indices ``idx [B, L, k]`` -> ``[B, L, k, ...]``."""
+    b, l, k = idx.shape
+    flat = idx.reshape(b, l * k)
+    tail = x.shape[2:]
+    gathered = torch.gather(x, 1, flat.view(b, l * k, *([1] * len(tail))).expand(b, l * k, *tail))
+    return gathered.view(b, l, k, *tail)
+
+
+def _pair_distances(atoms: Tensor, nbr_atoms: Tensor, eps: float = 1e-8) -> Tensor:
+    """|a_i - b_j| for atoms ``[B, L, 4, 3]`` and neighbour atoms ``[B, L, k, 4, 3]``.
+
+    Returns:
+        ``[B, L, k, 4, 4]``.
+    """
+    diff = atoms[:, :, None, :, None, :] - nbr_atoms[:, :, :, None, :, :]
+    return torch.sqrt((diff * diff).sum(-1) + eps)
+
+
+def per_sample_losses(
+    batch: Mapping[str, Tensor],
+    model_out: Mapping[str, Tensor],
+    cfg: FlowConfig | Mapping[str, Any] | None = None,
+) -> dict[str, Tensor]:
+    """Per-sample loss terms.
+
+    Args:
+        batch, model_out: see the module docstring.
+        cfg: flow config (``FlowConfig`` or mapping; ``None`` = defaults).
+    Returns:
+        dict ``trans``, ``rot``, ``bb_atom``, ``pair_dist``, ``total``, each ``[B]`` (unweighted terms,
+        weighted total).
+    """
+    c = as_flow_config(cfg)
+    rots_1 = _require(batch, "rots_1", "batch")
+    trans_1 = _require(batch, "trans_1", "batch")
+    res_mask = _require(batch, "res_mask", "batch")
+    t = _require(batch, "t", "batch")
+    rots_t = _require(batch, "rots_t", "batch")
+    pred_rots = _require(model_out, "pred_rots", "model_out")
+    pred_trans = _require(model_out, "pred_trans", "model_out")
+    pred_psi = _require(model_out, "pred_psi", "model_out")
+    b, l = res_mask.shape
+    if pred_trans.shape != (b, l, 3) or pred_rots.shape != (b, l, 3, 3) or pred_psi.shape != (b, l):
+        raise ValueError(
+            f"flow_losses: model_out shapes pred_rots {tuple(pred_rots.shape)}, pred_trans "
+            f"{tuple(pred_trans.shape)}, pred_psi {tuple(pred_psi.shape)} do not match res_mask {(b, l)}"
+        )
+
+    dtype = pred_trans.dtype
+    mask = res_mask.to(dtype)
+    n_res = mask.sum(-1).clamp_min(1.0)
+    t = t.to(dtype)
+    inv_norm = 1.0 / (1.0 - torch.clamp(t, max=c.loss_t_clip))  # [B]
+    s = c.length_scale
+
+    # Translation error on clean positions.
+    trans_err = (trans_1.to(dtype) - pred_trans) * (s * inv_norm)[:, None, None]
+    trans_loss = ((trans_err**2).sum(-1) * mask).sum(-1) / (3.0 * n_res)
+
+    # Rotation vector-field error (body frame at R_t).
+    rots_t_inv = rots_t.to(dtype).transpose(-1, -2)
+    gt_vf = so3.log(rots_t_inv @ rots_1.to(dtype))
+    pred_vf = so3.log(rots_t_inv @ pred_rots)
+    rot_err = (gt_vf - pred_vf) * inv_norm[:, None, None]
+    rot_loss = ((rot_err**2).sum(-1) * mask).sum(-1) / (3.0 * n_res)
+
+    # Auxiliary losses near the data end.
+    aux_on = (t > c.aux_t_threshold).to(dtype)
+    psi_1, psi_mask = _true_psi(batch, res_mask)
+    true_atoms = backbone_from_frames(rots_1.to(dtype), trans_1.to(dtype), psi_1.to(dtype))
+    pred_atoms = backbone_from_frames(pred_rots, pred_trans, pred_psi)
+    atom_mask = torch.cat([res_mask.bool()[..., None].expand(b, l, 3), psi_mask.bool()[..., None]], dim=-1)
+    atom_mask = atom_mask & res_mask.bool()[..., None]
+    am = atom_mask.to(dtype)
+    atom_err = (true_atoms - pred_atoms) * (s * inv_norm)[:, None, None, None]
+    bb_loss = ((atom_err**2).sum(-1) * am).sum((-1, -2)) / (3.0 * am.sum((-1, -2)).clamp_min(1.0))
+
+    with torch.no_grad():
+        idx, _, nbr_mask = knn(trans_1.to(dtype), res_mask, c.pair_dist_k, c.knn_chunk_size)
+    nbr_mask = nbr_mask.bool() & res_mask.bool()[..., None]
+    pair_mask = (
+        nbr_mask[..., None, None]
+        & atom_mask[:, :, None, :, None]
+        & _gather_residues(atom_mask, idx)[:, :, :, None, :]
+    )
+    d_true = _pair_distances(true_atoms, _gather_residues(true_atoms, idx))
+    d_pred = _pair_distances(pred_atoms, _gather_residues(pred_atoms, idx))
+    pm = pair_mask.to(dtype)
+    d_err = (d_true - d_pred) * (s * inv_norm)[:, None, None, None, None]
+    pair_loss = (d_err**2 * pm).sum((1, 2, 3, 4)) / pm.sum((1, 2, 3, 4)).clamp_min(1.0)
+
+    terms = {
+        "trans": trans_loss,
+        "rot": rot_loss,
+        "bb_atom": bb_loss * aux_on,
+        "pair_dist": pair_loss * aux_on,
+    }
+    weights = {
+        "trans": c.loss_trans_weight,
+        "rot": c.loss_rot_weight,
+        "bb_atom": c.loss_bb_atom_weight,
+        "pair_dist": c.loss_pair_dist_weight,
+    }
+    terms["total"] = sum(weights[k] * terms[k] for k in LOSS_TERMS)
+    return terms
+
+
+def flow_losses(
+    batch: Mapping[str, Tensor],
+    model_out: Mapping[str, Tensor],
+    cfg: FlowConfig | Mapping[str, Any] | None = None,
+    return_per_sample: bool = False,
+) -> dict[str, Tensor] | tuple[dict[str, Tensor], dict[str, Tensor]]:
+    """Batch-mean losses (scalars ``trans``, ``rot``, ``bb_atom``, ``pair_dist``, ``total``).
+
+    Args:
+        batch, model_out, cfg: as in :func:`per_sample_losses`.
+        return_per_sample: also return the per-sample ``[B]`` terms (for :func:`t_bin_losses`).
+    Returns:
+        dict of scalar tensors, or (that dict, per-sample dict).
+    """
+    per_sample = per_sample_losses(batch, model_out, cfg)
+    means = {k: v.mean() for k, v in per_sample.items()}
+    return (means, per_sample) if return_per_sample else means
+
+
+def t_bin_edges(num_bins: int) -> list[float]:
+    """``num_bins + 1`` equal-width edges over [0, 1]."""
+    if num_bins < 1:
+        raise ValueError(f"t_bin_edges: num_bins must be >= 1, got {num_bins}")
+    return [i / num_bins for i in range(num_bins + 1)]
+
+
+def t_bin_losses(per_sample: Mapping[str, Tensor], t: Tensor, num_bins: int = 4) -> dict[str, Tensor]:
+    """Per-sample losses averaged within equal-width t bins, for logging.
+
+    Args:
+        per_sample: name -> ``[B]`` values (e.g. from ``flow_losses(..., return_per_sample=True)``).
+        t: ``[B]`` times in [0, 1].
+        num_bins: number of bins over [0, 1] (the last bin includes t = 1).
+    Returns:
+        ``{"<name>_t<lo>-<hi>": scalar mean}`` (detached) for every name and every non-empty bin, with
+        edges printed with two decimals, e.g. ``"trans_t0.75-1.00"``.
+    """
+    edges = t_bin_edges(num_bins)
+    tb = t.detach()
+    which = torch.clamp((tb * num_bins).floor().long(), 0, num_bins - 1)
+    out: dict[str, Tensor] = {}
+    for i in range(num_bins):
+        sel = which == i
+        if not bool(sel.any()):
+            continue
+        tag = f"t{edges[i]:.2f}-{edges[i + 1]:.2f}"
+        for name, values in per_sample.items():
+            out[f"{name}_{tag}"] = values.detach()[sel].mean()
+    return out
