@@ -1,0 +1,427 @@
+"""Preprocessing: a folder of PDB/mmCIF files -> a processed store (``flowbb.data.store``).
+
+Pipeline (:func:`preprocess`):
+
+1. walk ``raw_dir`` (recursively, sorted, hidden entries and ``out_dir`` skipped); every file is either a
+   structure file (by extension, see :func:`flowbb.data.structure_io.split_format`) or *ignored*;
+2. process the structure files in a process pool (largest first): parse, keep protein chains with at least
+   ``min_length`` modeled residues, compute DSSP fractions, radius of gyration, chain breaks, and write one
+   **shard** per source file, ``out_dir/shards/<h[:2]>/<h>.npz`` with ``h = sha1(relative path)``, through a
+   temporary file and an atomic rename. Unusable files get a shard too, holding the reason;
+3. consolidate: read the shards of the current files in source-path order and write the store
+   (arrays via temporary files + rename, ``metadata.parquet`` last), plus ``files.csv`` (one line per input
+   file: status, reason, chains kept) and ``summary.json``.
+
+Resuming: a shard is reused when its source path, size, mtime and the processing parameters match, so a
+re-run after an interruption (even SIGKILL: shards are either complete or absent) only processes the
+remaining files and ends with byte-identical arrays and an identical metadata table. The input folder is
+only read.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+import os
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from flowbb.data import store as store_mod
+from flowbb.data.secondary_structure import assign_dssp, ss_fractions
+from flowbb.data.structure_io import StructureReadError, is_structure_file, read_chains
+
+log = logging.getLogger("flowbb.preprocess")
+
+SHARD_VERSION = 1
+TOO_SHORT = "no chain with min_length modeled residues"
+IGNORED = "ignored (not a structure file name)"
+
+
+class PreprocessError(Exception):
+    """A problem with the preprocessing call itself (e.g. a missing ``raw_dir``)."""
+
+
+@dataclass(frozen=True)
+class PreprocessParams:
+    """Parameters that change the processed records (part of each shard's fingerprint)."""
+
+    min_length: int = 40
+    dssp_method: str = "flowbb"
+
+    def key(self) -> str:
+        return hashlib.sha1(json.dumps({**asdict(self), "v": SHARD_VERSION}, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# ---------------------------------------------------------------- walking
+def list_input_files(raw_dir: Path, exclude: Path | None = None) -> list[str]:
+    """Relative POSIX paths of all regular files under ``raw_dir`` (sorted; hidden entries skipped)."""
+    files = []
+    exclude = exclude.resolve() if exclude is not None else None
+    for dirpath, dirnames, filenames in os.walk(raw_dir, followlinks=True):
+        here = Path(dirpath)
+        dirnames[:] = sorted(
+            d for d in dirnames if not d.startswith(".") and (exclude is None or (here / d).resolve() != exclude)
+        )
+        for name in filenames:
+            if name.startswith("."):
+                continue
+            path = here / name
+            if path.is_file():
+                files.append(path.relative_to(raw_dir).as_posix())
+    return sorted(files)
+
+
+def shard_path(out_dir: Path, rel_path: str) -> Path:
+    """Shard file of one source file: ``shards/<h[:2]>/<h>.npz``, h = sha1 of its relative path."""
+    digest = hashlib.sha1(rel_path.encode("utf-8")).hexdigest()
+    return out_dir / "shards" / digest[:2] / f"{digest}.npz"
+
+
+# ---------------------------------------------------------------- one file
+def radius_of_gyration(ca, mask) -> float:
+    """CA radius of gyration (A) over residues with a CA; ca [L, 3], mask [L] bool."""
+    points = np.asarray(ca, dtype=np.float64)[np.asarray(mask, dtype=bool)]
+    if len(points) == 0:
+        return float("nan")
+    return float(np.sqrt(((points - points.mean(axis=0)) ** 2).sum(axis=1).mean()))
+
+
+def process_file(raw_dir: Path, rel_path: str, params: PreprocessParams) -> tuple[dict, dict[str, np.ndarray]]:
+    """Parse one file into chain records + concatenated per-residue arrays.
+
+    Returns:
+        (meta, arrays): meta has ``status`` ('ok' | 'skipped'), ``reason``, ``detail``, ``chains`` (list of
+        per-chain record dicts) and ``num_short_chains``; arrays as in :data:`flowbb.data.store.ARRAYS`
+        with the chains' residues concatenated in record order.
+    """
+    path = raw_dir / rel_path
+    meta: dict = {"source_file": rel_path, "status": "ok", "reason": "", "detail": "", "chains": [],
+                  "num_short_chains": 0}
+    parts: list[dict[str, np.ndarray]] = []
+    try:
+        parsed = read_chains(path)
+    except StructureReadError as exc:
+        meta.update(status="skipped", reason=exc.reason, detail=exc.detail)
+        return meta, _concat(parts)
+    except Exception as exc:  # noqa: BLE001 -- one bad file must not stop the run; the reason is logged
+        meta.update(status="skipped", reason="unexpected error", detail=f"{type(exc).__name__}: {exc}"[:300])
+        return meta, _concat(parts)
+    for chain in parsed.chains:
+        modeled = chain.modeled_length
+        if modeled < params.min_length:
+            meta["num_short_chains"] += 1
+            continue
+        res_mask = chain.res_mask
+        ss = assign_dssp(chain.atoms, chain.atom_mask, chain.sequence, method=params.dssp_method)
+        fractions = ss_fractions(ss, res_mask)
+        has_ins = bool((chain.insertion_codes != "").any())
+        meta["chains"].append(
+            {
+                "chain_id": chain.chain_id,
+                "source_file": rel_path,
+                "pdb_id": parsed.pdb_id,
+                "entity_id": chain.entity_id,
+                "length": chain.length,
+                "modeled_length": modeled,
+                "sequence": chain.sequence,
+                "resolution": parsed.resolution,
+                "method": parsed.method,
+                "deposition_date": parsed.deposition_date,
+                "oligomeric_detail": parsed.oligomeric_detail,
+                "num_chains_in_file": parsed.num_protein_chains,
+                **fractions,
+                "secondary_structure": ss,
+                "radius_of_gyration": radius_of_gyration(chain.atoms[:, 1], chain.atom_mask[:, 1]),
+                "num_chain_breaks": chain.chain_breaks,
+                "first_residue_number": int(chain.residue_numbers[0]),
+                "last_residue_number": int(chain.residue_numbers[-1]),
+                "has_insertion_codes": has_ins,
+            }
+        )
+        parts.append(
+            {
+                "atoms": chain.atoms.astype(np.float32),
+                "atom_mask": chain.atom_mask.astype(bool),
+                "residue_numbers": chain.residue_numbers.astype(np.int32),
+                "insertion_codes": np.char.encode(chain.insertion_codes.astype(str), "ascii").astype("S1"),
+                "residue_index": chain.residue_index.astype(np.int32),
+            }
+        )
+    if not meta["chains"]:
+        meta.update(status="skipped", reason=TOO_SHORT,
+                    detail=f"{len(parsed.chains)} protein chain(s), longest "
+                           f"{max(c.modeled_length for c in parsed.chains)} modeled residues")
+    return meta, _concat(parts)
+
+
+def _concat(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    out = {}
+    for name, (dtype, shape) in store_mod.ARRAYS.items():
+        out[name] = np.concatenate([p[name] for p in parts]) if parts else np.zeros((0, *shape), dtype=dtype)
+    return out
+
+
+def _write_shard(path: Path, meta: dict, arrays: dict[str, np.ndarray]) -> None:
+    """Atomic: write a temporary file in the same folder, then rename over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
+    payload = np.frombuffer(json.dumps(meta, sort_keys=True).encode("utf-8"), dtype=np.uint8)
+    with open(tmp, "wb") as handle:
+        np.savez(handle, meta=payload, **arrays)
+    os.replace(tmp, path)
+
+
+def _read_shard_meta(path: Path) -> dict | None:
+    try:
+        with np.load(path) as data:
+            return json.loads(bytes(data["meta"]).decode("utf-8"))
+    except Exception:  # noqa: BLE001 -- unreadable shard: process the file again
+        return None
+
+
+def _fingerprint(raw_dir: Path, rel_path: str, params: PreprocessParams) -> dict:
+    stat = (raw_dir / rel_path).stat()
+    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "params": params.key()}
+
+
+def _shard_is_current(out_dir: Path, raw_dir: Path, rel_path: str, params: PreprocessParams) -> bool:
+    path = shard_path(out_dir, rel_path)
+    if not path.is_file():
+        return False
+    meta = _read_shard_meta(path)
+    return meta is not None and meta.get("source_file") == rel_path and meta.get(
+        "fingerprint"
+    ) == _fingerprint(raw_dir, rel_path, params)
+
+
+# globals of a worker process (set once by the pool initializer; fork start method shares the imports)
+_WORKER: dict = {}
+
+
+def _init_worker(raw_dir: str, out_dir: str, params: PreprocessParams) -> None:
+    _WORKER.update(raw_dir=Path(raw_dir), out_dir=Path(out_dir), params=params)
+
+
+def _work(rel_path: str) -> tuple[str, str, str, int]:
+    raw_dir, out_dir, params = _WORKER["raw_dir"], _WORKER["out_dir"], _WORKER["params"]
+    meta, arrays = process_file(raw_dir, rel_path, params)
+    meta["fingerprint"] = _fingerprint(raw_dir, rel_path, params)
+    _write_shard(shard_path(out_dir, rel_path), meta, arrays)
+    return rel_path, meta["status"], meta["reason"], len(meta["chains"])
+
+
+# ---------------------------------------------------------------- consolidation
+METADATA_COLUMNS = [
+    "chain_id", "source_file", "pdb_id", "entity_id", "length", "modeled_length", "sequence", "resolution",
+    "method", "deposition_date", "oligomeric_detail", "num_chains_in_file", "helix_frac", "strand_frac",
+    "coil_frac", "secondary_structure", "radius_of_gyration", "num_chain_breaks", "first_residue_number",
+    "last_residue_number", "has_insertion_codes",
+]
+
+
+def consolidate(out_dir: Path, structure_files: list[str], ignored_files: list[str]) -> dict:
+    """Write the store from the shards of ``structure_files`` (sorted by source path; chains in file order).
+
+    Returns:
+        summary dict (counts by status/reason).
+    """
+    import pandas as pd
+
+    metas = []
+    for rel_path in structure_files:
+        meta = _read_shard_meta(shard_path(out_dir, rel_path))
+        if meta is None:
+            raise PreprocessError(f"shard of {rel_path} is missing or unreadable; re-run preprocessing")
+        metas.append(meta)
+    records = []
+    offset = 0
+    for meta in metas:
+        for chain in meta["chains"]:
+            records.append({**chain, "offset": offset})
+            offset += chain["length"]
+    writer = store_mod.ArrayWriter(out_dir, offset)
+    position = 0
+    for rel_path, meta in zip(structure_files, metas):
+        if not meta["chains"]:
+            continue
+        with np.load(shard_path(out_dir, rel_path)) as data:
+            arrays = {name: data[name] for name in store_mod.ARRAYS}
+        writer.write(position, arrays)
+        position += len(arrays["atoms"])
+    writer.commit()
+
+    frame = pd.DataFrame.from_records(records, columns=METADATA_COLUMNS + ["offset"])
+    frame.insert(0, "row", np.arange(len(frame), dtype=np.int64))
+    for column in ("length", "modeled_length", "num_chains_in_file", "num_chain_breaks", "first_residue_number",
+                   "last_residue_number", "offset"):
+        frame[column] = frame[column].astype(np.int64)
+    for column in ("resolution", "helix_frac", "strand_frac", "coil_frac", "radius_of_gyration"):
+        frame[column] = frame[column].astype(np.float64)
+    frame["has_insertion_codes"] = frame["has_insertion_codes"].astype(bool)
+    for column in ("pdb_id", "entity_id", "method", "deposition_date", "oligomeric_detail"):
+        frame[column] = frame[column].astype(object)
+    tmp = out_dir / f".{store_mod.METADATA}.tmp"
+    frame.to_parquet(tmp, index=False)
+
+    files_tmp = out_dir / ".files.csv.tmp"
+    with open(files_tmp, "w", newline="") as handle:
+        out = csv.writer(handle)
+        out.writerow(["source_file", "status", "reason", "detail", "chains_kept", "short_chains"])
+        rows = [
+            [m["source_file"], m["status"], m["reason"], m["detail"], len(m["chains"]), m["num_short_chains"]]
+            for m in metas
+        ] + [[f, "ignored", IGNORED, "", 0, 0] for f in ignored_files]
+        out.writerows(sorted(rows))
+    os.replace(files_tmp, out_dir / "files.csv")
+    os.replace(tmp, out_dir / store_mod.METADATA)
+
+    reasons = Counter(m["reason"] for m in metas if m["status"] == "skipped")
+    lengths = frame["modeled_length"].to_numpy()
+    return {
+        "files_total": len(structure_files) + len(ignored_files),
+        "structure_files": len(structure_files),
+        "files_ignored": len(ignored_files),
+        "files_with_chains": sum(1 for m in metas if m["chains"]),
+        "files_skipped": sum(reasons.values()),
+        "skipped_by_reason": dict(sorted(reasons.items())),
+        "chains_kept": len(frame),
+        "chains_60_512": int(((lengths >= 60) & (lengths <= 512)).sum()),
+        "short_chains_dropped": sum(m["num_short_chains"] for m in metas),
+        "residues": int(offset),
+    }
+
+
+# ---------------------------------------------------------------- driver
+def _setup_file_log(out_dir: Path) -> logging.Handler:
+    handler = logging.FileHandler(out_dir / "preprocess.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False  # one line per file: to the log file, not the console
+    return handler
+
+
+def preprocess(
+    raw_dir: str | Path,
+    out_dir: str | Path,
+    num_workers: int = 2,
+    min_length: int = 40,
+    dssp_method: str = "flowbb",
+    progress: bool = True,
+    chunksize: int = 2,
+) -> dict:
+    """Turn a folder of structure files into a processed store; resumable (see module docstring).
+
+    Args:
+        raw_dir: input folder (read only).
+        out_dir: output folder (created); may hold the shards of an earlier, interrupted run.
+        num_workers: worker processes (0 or 1: in this process).
+        min_length: minimal number of modeled residues (N, CA, C present) for a chain to become a record.
+        dssp_method: "flowbb" or "pydssp" (see :func:`flowbb.data.secondary_structure.assign_dssp`).
+        progress: show a progress bar.
+        chunksize: files per task sent to a worker.
+    Returns:
+        the summary dict (also written to ``out_dir/summary.json``).
+    Raises:
+        PreprocessError: ``raw_dir`` missing or not a folder.
+    """
+    start = time.perf_counter()
+    raw_dir = Path(raw_dir).expanduser()
+    out_dir = Path(out_dir).expanduser()
+    if not raw_dir.exists():
+        raise PreprocessError(f"raw_dir {str(raw_dir)!r} does not exist (resolved: {raw_dir.resolve()})")
+    if not raw_dir.is_dir():
+        raise PreprocessError(f"raw_dir {str(raw_dir)!r} is not a folder")
+    params = PreprocessParams(min_length=int(min_length), dssp_method=dssp_method)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    handler = _setup_file_log(out_dir)
+    try:
+        all_files = list_input_files(raw_dir, exclude=out_dir)
+        structure_files = [f for f in all_files if is_structure_file(f)]
+        ignored = [f for f in all_files if not is_structure_file(f)]
+        for stale in (out_dir / "shards").glob("*/.*.tmp.npz"):
+            stale.unlink(missing_ok=True)
+        todo = [f for f in structure_files if not _shard_is_current(out_dir, raw_dir, f, params)]
+        log.info("run: raw_dir=%s out_dir=%s files=%d structure files=%d to process=%d (resumed: %d done) "
+                 "workers=%d params=%s", raw_dir, out_dir, len(all_files), len(structure_files), len(todo),
+                 len(structure_files) - len(todo), num_workers, asdict(params))
+        for rel in ignored:
+            log.info("IGNORED %s: %s", raw_dir / rel, IGNORED)
+        todo.sort(key=lambda f: (-(raw_dir / f).stat().st_size, f))  # largest first: better load balance
+        _run_pool(raw_dir, out_dir, params, todo, num_workers, progress, chunksize)
+        summary = consolidate(out_dir, structure_files, ignored)
+        summary["seconds"] = round(time.perf_counter() - start, 2)
+        summary["files_per_second"] = round(summary["structure_files"] / max(summary["seconds"], 1e-9), 2)
+        summary["processed_this_run"] = len(todo)
+        summary["num_workers"] = num_workers
+        (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        log.info("summary: %s", json.dumps(summary))
+        return summary
+    finally:
+        log.removeHandler(handler)
+        handler.close()
+
+
+def _log_result(raw_dir: Path, rel: str, status: str, reason: str, n_chains: int) -> None:
+    if status == "skipped":
+        log.info("SKIPPED %s: %s", raw_dir / rel, reason)
+    else:
+        log.info("OK %s: %d chain(s)", raw_dir / rel, n_chains)
+
+
+def _run_pool(raw_dir: Path, out_dir: Path, params: PreprocessParams, todo: list[str], num_workers: int,
+              progress: bool, chunksize: int) -> None:
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(todo), desc="preprocess", unit="file", disable=not progress or not todo, smoothing=0.05)
+    try:
+        if num_workers <= 1:
+            _init_worker(str(raw_dir), str(out_dir), params)
+            for rel in todo:
+                _log_result(raw_dir, *_work(rel))
+                bar.update()
+            return
+        import multiprocessing as mp
+
+        # heavy imports happen here, once, and are inherited by the forked workers
+        import biotite.structure.io.pdb  # noqa: F401
+        import biotite.structure.io.pdbx  # noqa: F401
+        import scipy.spatial  # noqa: F401
+
+        methods = mp.get_all_start_methods()
+        context = mp.get_context("fork" if "fork" in methods else None)
+        with context.Pool(num_workers, initializer=_init_worker, initargs=(str(raw_dir), str(out_dir), params)) as pool:
+            for result in pool.imap_unordered(_work, todo, chunksize=max(1, chunksize)):
+                _log_result(raw_dir, *result)
+                bar.update()
+    finally:
+        bar.close()
+
+
+def format_summary(summary: dict) -> str:
+    """Human-readable summary table (plain text)."""
+    rows = [
+        ("input files", summary["files_total"]),
+        ("  structure files", summary["structure_files"]),
+        ("  ignored (other file names)", summary["files_ignored"]),
+        ("files with kept chains", summary["files_with_chains"]),
+        ("files skipped", summary["files_skipped"]),
+    ]
+    rows += [(f"  skipped: {reason}", count) for reason, count in summary["skipped_by_reason"].items()]
+    rows += [
+        ("chains kept", summary["chains_kept"]),
+        ("  of 60-512 modeled residues", summary["chains_60_512"]),
+        ("short chains dropped", summary["short_chains_dropped"]),
+        ("residues stored", summary["residues"]),
+        ("processed this run", summary.get("processed_this_run", "")),
+        ("time (s)", summary.get("seconds", "")),
+        ("files / s", summary.get("files_per_second", "")),
+    ]
+    width = max(len(name) for name, _ in rows)
+    return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)

@@ -1,0 +1,42 @@
+"""Preprocess a folder of structure files into a flowbb dataset.
+
+    python scripts/preprocess.py raw_dir=DIR out_dir=DIR num_workers=2
+
+Logic lives in :mod:`flowbb.data.preprocess`; this is the Hydra entry point.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "configs")
+
+
+@hydra.main(version_base=None, config_path=CONFIG_DIR, config_name="preprocess")
+def main(cfg: DictConfig) -> None:
+    from flowbb.data.preprocess import PreprocessError, format_summary, preprocess
+
+    try:
+        summary = preprocess(
+            raw_dir=cfg.raw_dir,
+            out_dir=cfg.out_dir,
+            num_workers=cfg.num_workers,
+            min_length=cfg.min_length,
+            dssp_method=cfg.dssp_method,
+            progress=cfg.progress,
+            chunksize=cfg.chunksize,
+        )
+    except PreprocessError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    print(format_summary(summary))
+    print(f"wrote {Path(cfg.out_dir) / 'metadata.parquet'}; per-file status in {Path(cfg.out_dir) / 'files.csv'}, "
+          f"log in {Path(cfg.out_dir) / 'preprocess.log'}")
+
+
+if __name__ == "__main__":
+    main()
