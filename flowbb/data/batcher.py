@@ -1,0 +1,187 @@
+"""Length-grouped batch sampler with a token budget, sharded over DDP ranks.
+
+Per epoch (deterministic in ``seed`` and ``epoch``, identical on every rank):
+
+1. pick the chains: all of them, or with ``clusters`` one chain per cluster drawn at random;
+2. shuffle, then stable-sort by length (equal lengths stay in random order) and pack greedily in ascending
+   length: a batch grows while
+   - ``budget: tokens``:  ``B * L_max <= max_tokens`` (FlashIPA: memory linear in L), or
+   - ``budget: squared``: ``B <= max_squared_res // L_max**2`` (FoldFlow/FrameFlow rule for quadratic IPA),
+   and ``B <= max_batch_size``; chains that alone break the budget are left out (with a warning);
+3. shuffle the batches; if their number is not a multiple of the world size, repeat the first few so it is
+   (fewer than ``num_replicas`` repeats: at most one extra batch per rank); rank r takes batches r, r+W, ...
+
+Lightning sets the epoch through ``batch_sampler.sampler.set_epoch`` (this class exposes a ``sampler``
+that forwards); call :meth:`set_epoch` yourself outside Lightning. With a custom batch sampler Lightning
+must not inject its own distributed sampler: use ``Trainer(use_distributed_sampler=False)``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Iterator, Sequence
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+class _EpochForwarder:
+    """``batch_sampler.sampler`` stand-in so that Lightning's ``_set_sampler_epoch`` reaches the batcher."""
+
+    def __init__(self, owner: "LengthBatchSampler") -> None:
+        self._owner = owner
+
+    def set_epoch(self, epoch: int) -> None:
+        self._owner.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return sum(len(b) for b in self._owner.batches())
+
+
+class LengthBatchSampler:
+    """Batches of dataset indices of similar length under a token (or squared-length) budget.
+
+    Args:
+        lengths: [N] chain lengths (tokens) per dataset index.
+        max_tokens: budget for ``B * L_max`` (``budget: tokens``).
+        max_batch_size: cap on B (None: no cap).
+        budget: "tokens" or "squared".
+        max_squared_res: budget for ``B * L_max**2`` (``budget: squared``).
+        clusters: [N] cluster id per index or None; one index per cluster per epoch when given.
+        num_replicas, rank: DDP world size and this rank.
+        seed: shared seed (same on all ranks).
+        shuffle: False gives a fixed order (length-sorted batches, all indices; for validation).
+    """
+
+    def __init__(
+        self,
+        lengths: Sequence[int] | np.ndarray,
+        max_tokens: int | None = 16384,
+        max_batch_size: int | None = None,
+        budget: str = "tokens",
+        max_squared_res: int | None = None,
+        clusters: Sequence[int] | np.ndarray | None = None,
+        num_replicas: int = 1,
+        rank: int = 0,
+        seed: int = 0,
+        shuffle: bool = True,
+    ) -> None:
+        self.lengths = np.asarray(lengths, dtype=np.int64)
+        if budget not in ("tokens", "squared"):
+            raise ValueError(f"budget must be 'tokens' or 'squared', got {budget!r}")
+        if budget == "tokens" and not max_tokens:
+            raise ValueError("budget 'tokens' needs max_tokens")
+        if budget == "squared" and not max_squared_res:
+            raise ValueError("budget 'squared' needs max_squared_res")
+        if not 0 <= rank < num_replicas:
+            raise ValueError(f"rank {rank} outside world size {num_replicas}")
+        if max_batch_size is not None and max_batch_size < 1:
+            raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
+        self.max_tokens = max_tokens
+        self.max_batch_size = max_batch_size
+        self.budget = budget
+        self.max_squared_res = max_squared_res
+        self.clusters = None if clusters is None else np.asarray(clusters, dtype=np.int64)
+        if self.clusters is not None and len(self.clusters) != len(self.lengths):
+            raise ValueError(f"{len(self.clusters)} cluster ids for {len(self.lengths)} lengths")
+        self.num_replicas = num_replicas
+        self.rank = rank
+        self.seed = seed
+        self.shuffle = shuffle
+        self.epoch = 0
+        self.sampler = _EpochForwarder(self)
+        self._cache: tuple[int, list[list[int]]] | None = None
+        fits = self._fits(self.lengths)
+        self.num_oversized = int((~fits).sum())
+        if self.num_oversized:
+            log.warning("%d chains exceed the batch budget alone and are never sampled", self.num_oversized)
+
+    # ------------------------------------------------------------ budget
+    def _fits(self, length: np.ndarray) -> np.ndarray:
+        if self.budget == "tokens":
+            return length <= self.max_tokens
+        return length**2 <= self.max_squared_res
+
+    def capacity(self, max_length: int) -> int:
+        """Largest B allowed for a batch whose longest chain has ``max_length`` residues."""
+        if self.budget == "tokens":
+            cap = self.max_tokens // max(max_length, 1)
+        else:
+            cap = self.max_squared_res // max(max_length, 1) ** 2
+        if self.max_batch_size is not None:
+            cap = min(cap, self.max_batch_size)
+        return int(cap)
+
+    # ------------------------------------------------------------ epoch plan
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch (changes chain selection, grouping and order; same on every rank)."""
+        self.epoch = int(epoch)
+
+    def _select(self, rng: np.random.Generator) -> np.ndarray:
+        n = len(self.lengths)
+        if self.clusters is None or not self.shuffle:
+            chosen = np.arange(n)
+        else:
+            order = rng.permutation(n)
+            _, first = np.unique(self.clusters[order], return_index=True)
+            chosen = np.sort(order[first])
+        return chosen[self._fits(self.lengths[chosen])]
+
+    def global_batches(self, epoch: int | None = None) -> list[list[int]]:
+        """All batches of an epoch before sharding (list of index lists)."""
+        epoch = self.epoch if epoch is None else epoch
+        rng = np.random.default_rng([self.seed, epoch])
+        chosen = self._select(rng)
+        if self.shuffle:
+            chosen = rng.permutation(chosen)
+        chosen = chosen[np.argsort(self.lengths[chosen], kind="stable")]
+        batches: list[list[int]] = []
+        current: list[int] = []
+        for index in chosen.tolist():
+            if current and len(current) + 1 > self.capacity(int(self.lengths[index])):
+                batches.append(current)
+                current = []
+            current.append(index)
+        if current:
+            batches.append(current)
+        if self.shuffle:
+            batches = [batches[i] for i in rng.permutation(len(batches))]
+        return batches
+
+    def batches(self, epoch: int | None = None) -> list[list[int]]:
+        """This rank's batches of an epoch (every rank gets the same number)."""
+        epoch = self.epoch if epoch is None else epoch
+        if self._cache is not None and self._cache[0] == epoch:
+            return self._cache[1]
+        batches = self.global_batches(epoch)
+        world = self.num_replicas
+        if batches and len(batches) % world:
+            extra = world - len(batches) % world
+            batches = batches + [batches[i % len(batches)] for i in range(extra)]
+        mine = batches[self.rank:: world]
+        self._cache = (epoch, mine)
+        return mine
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self.batches())
+
+    def __len__(self) -> int:
+        return len(self.batches())
+
+
+def batch_statistics(batches: list[list[int]], lengths: Sequence[int] | np.ndarray) -> dict[str, float]:
+    """Chains per batch and padding fraction (padded tokens / all tokens of the padded batches)."""
+    lengths = np.asarray(lengths)
+    if not batches:
+        return {"num_batches": 0, "chains_per_batch": 0.0, "padding_fraction": 0.0, "max_tokens_in_batch": 0}
+    sizes = np.array([len(b) for b in batches])
+    real = np.array([lengths[b].sum() for b in batches])
+    padded = np.array([len(b) * lengths[b].max() for b in batches])
+    return {
+        "num_batches": len(batches),
+        "chains_per_batch": float(sizes.mean()),
+        "padding_fraction": float(1.0 - real.sum() / padded.sum()),
+        "max_tokens_in_batch": int(padded.max()),
+        "max_squared_in_batch": int(max(len(b) * int(lengths[b].max()) ** 2 for b in batches)),
+    }

@@ -1,0 +1,192 @@
+"""LightningDataModule: processed store -> filters -> clusters -> train/val split -> length batches.
+
+Configured by ``configs/data/{pdb,demo}.yaml`` (instantiated through ``_target_``). With ``demo`` set, the
+demo set is built on first use in :meth:`ProteinDataModule.prepare_data` (see :mod:`flowbb.data.demo`).
+Distributed training needs ``Trainer(use_distributed_sampler=False)``; ranks are read from the trainer.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+
+from flowbb.data.batcher import LengthBatchSampler
+from flowbb.data.clusters import compute_clusters
+from flowbb.data.dataset import ProteinChainDataset, collate
+from flowbb.data.filters import FilterConfig, filter_mask
+from flowbb.data.store import ProcessedStore
+
+log = logging.getLogger(__name__)
+
+
+def _plain(value: Any) -> Any:
+    """OmegaConf containers -> plain dicts/lists (no-op for plain values)."""
+    try:
+        from omegaconf import DictConfig, ListConfig, OmegaConf
+
+        if isinstance(value, (DictConfig, ListConfig)):
+            return OmegaConf.to_container(value, resolve=True)
+    except ImportError:  # pragma: no cover - omegaconf is a dependency
+        pass
+    return value
+
+
+def split_by_cluster(clusters: np.ndarray, num_val_chains: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Positions for (train, val): whole clusters go to validation, in random order, until it holds at least
+    ``num_val_chains`` chains (0: empty validation set). Deterministic in ``seed``."""
+    n = len(clusters)
+    if num_val_chains <= 0 or n == 0:
+        return np.arange(n), np.zeros(0, dtype=np.int64)
+    unique = np.unique(clusters)
+    rng = np.random.default_rng(seed)
+    val_clusters: list[int] = []
+    count = 0
+    sizes = dict(zip(*np.unique(clusters, return_counts=True)))
+    for cluster in rng.permutation(unique):
+        if count >= num_val_chains or len(val_clusters) >= len(unique) - 1:
+            break
+        val_clusters.append(int(cluster))
+        count += int(sizes[cluster])
+    is_val = np.isin(clusters, val_clusters)
+    return np.nonzero(~is_val)[0], np.nonzero(is_val)[0]
+
+
+class ProteinDataModule(L.LightningDataModule):
+    """Training/validation batches of protein chains (batch dicts: see :func:`flowbb.data.dataset.collate`).
+
+    Args:
+        processed_dir: folder written by ``scripts/preprocess.py``.
+        filters: :class:`flowbb.data.filters.FilterConfig` fields.
+        clusters: ``enabled`` (one chain per cluster per epoch), ``file`` (RCSB clusters file or null),
+            ``method`` (exact | kmer | none), ``k``, ``min_similarity``.
+        batcher: ``budget`` (tokens | squared), ``max_tokens``, ``max_batch_size``, ``max_squared_res``.
+        dataset: ``center``, ``drop_unmodeled``.
+        split: ``num_val_chains`` (whole clusters moved to validation), ``seed``.
+        loader: ``num_workers``, ``pin_memory``, ``persistent_workers``.
+        seed: batcher seed (shared by all ranks).
+        demo: None, or ``raw_dir``, ``sources``, ``num_workers``, ``min_length`` to build the demo set.
+    """
+
+    def __init__(
+        self,
+        processed_dir: str | Path,
+        filters: dict | None = None,
+        clusters: dict | None = None,
+        batcher: dict | None = None,
+        dataset: dict | None = None,
+        split: dict | None = None,
+        loader: dict | None = None,
+        seed: int = 0,
+        demo: dict | None = None,
+    ) -> None:
+        super().__init__()
+        self.processed_dir = Path(processed_dir)
+        self.filter_cfg = FilterConfig.from_dict(_plain(filters))
+        self.cluster_cfg = {"enabled": True, "file": None, "method": "exact", "k": 3, "min_similarity": 0.5,
+                            **(_plain(clusters) or {})}
+        self.batcher_cfg = {"budget": "tokens", "max_tokens": 16384, "max_batch_size": None,
+                            "max_squared_res": None, **(_plain(batcher) or {})}
+        self.dataset_cfg = {"center": True, "drop_unmodeled": True, **(_plain(dataset) or {})}
+        self.split_cfg = {"num_val_chains": 8, "seed": 0, **(_plain(split) or {})}
+        self.loader_cfg = {"num_workers": 0, "pin_memory": False, "persistent_workers": False, **(_plain(loader) or {})}
+        self.seed = int(seed)
+        self.demo_cfg = _plain(demo)
+        self.train_dataset: ProteinChainDataset | None = None
+        self.val_dataset: ProteinChainDataset | None = None
+        self.train_clusters: np.ndarray | None = None
+        self.filter_counts: dict[str, int] = {}
+
+    # ------------------------------------------------------------ lightning hooks
+    def prepare_data(self) -> None:
+        """Build the demo set when configured and missing (runs on one process per node)."""
+        if self.demo_cfg:
+            from flowbb.data.demo import ensure_demo
+
+            ensure_demo(
+                raw_dir=self.demo_cfg["raw_dir"],
+                processed_dir=self.processed_dir,
+                sources=self.demo_cfg.get("sources"),
+                num_workers=int(self.demo_cfg.get("num_workers", 2)),
+                min_length=int(self.demo_cfg.get("min_length", 40)),
+            )
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_dataset is not None:
+            return
+        store = ProcessedStore(self.processed_dir)
+        meta = store.metadata
+        keep, self.filter_counts = filter_mask(meta, self.filter_cfg)
+        rows = np.nonzero(keep)[0]
+        if len(rows) == 0:
+            raise ValueError(
+                f"no chain of {self.processed_dir} passes the filters {self.filter_cfg} "
+                f"(removed per filter: {self.filter_counts})"
+            )
+        cfg = self.cluster_cfg
+        clusters = compute_clusters(meta.iloc[rows], clusters_file=cfg.get("file"), method=cfg.get("method", "exact"),
+                                    k=int(cfg.get("k", 3)), min_similarity=float(cfg.get("min_similarity", 0.5)))
+        train_pos, val_pos = split_by_cluster(clusters, int(self.split_cfg["num_val_chains"]),
+                                              int(self.split_cfg["seed"]))
+        ds_kwargs = dict(center=bool(self.dataset_cfg["center"]), drop_unmodeled=bool(self.dataset_cfg["drop_unmodeled"]))
+        self.train_dataset = ProteinChainDataset(store, rows[train_pos], **ds_kwargs)
+        self.val_dataset = ProteinChainDataset(store, rows[val_pos], **ds_kwargs)
+        self.train_clusters = clusters[train_pos] if cfg.get("enabled", True) else None
+        log.info(
+            "data: %d chains in store, %d pass filters (removed per filter: %s), %d clusters; train %d, val %d",
+            len(meta), len(rows), self.filter_counts, len(np.unique(clusters)), len(train_pos), len(val_pos),
+        )
+
+    # ------------------------------------------------------------ loaders
+    def _world(self) -> tuple[int, int]:
+        trainer = getattr(self, "trainer", None)
+        if trainer is not None:
+            return int(trainer.world_size), int(trainer.global_rank)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            return torch.distributed.get_world_size(), torch.distributed.get_rank()
+        return 1, 0
+
+    def batch_sampler(self, dataset: ProteinChainDataset, clusters: np.ndarray | None, shuffle: bool) -> LengthBatchSampler:
+        """The length batcher for a dataset (rank/world size from the trainer when attached)."""
+        world, rank = self._world()
+        cfg = self.batcher_cfg
+        return LengthBatchSampler(
+            dataset.lengths,
+            max_tokens=cfg.get("max_tokens"),
+            max_batch_size=cfg.get("max_batch_size"),
+            budget=cfg.get("budget", "tokens"),
+            max_squared_res=cfg.get("max_squared_res"),
+            clusters=clusters,
+            num_replicas=world,
+            rank=rank,
+            seed=self.seed,
+            shuffle=shuffle,
+        )
+
+    def _loader(self, dataset: ProteinChainDataset, sampler: LengthBatchSampler) -> torch.utils.data.DataLoader:
+        workers = int(self.loader_cfg["num_workers"])
+        return torch.utils.data.DataLoader(
+            dataset,
+            batch_sampler=sampler,
+            collate_fn=collate,
+            num_workers=workers,
+            pin_memory=bool(self.loader_cfg["pin_memory"]),
+            persistent_workers=bool(self.loader_cfg["persistent_workers"]) and workers > 0,
+        )
+
+    def train_dataloader(self) -> torch.utils.data.DataLoader:
+        self.setup("fit")
+        return self._loader(self.train_dataset, self.batch_sampler(self.train_dataset, self.train_clusters, True))
+
+    def val_dataloader(self) -> torch.utils.data.DataLoader:
+        self.setup("validate")
+        return self._loader(self.val_dataset, self.batch_sampler(self.val_dataset, None, False))
+
+    def val_lengths(self) -> list[int]:
+        """Lengths of the validation chains (e.g. for validation by sampling)."""
+        self.setup("validate")
+        return [int(n) for n in self.val_dataset.lengths]
