@@ -1,0 +1,214 @@
+"""Pair-feature embedders and transitions.
+
+* :class:`DenseEdgeEmbedder` / :class:`DenseEdgeTransition`: dense ``z [B, L, L, c_z]`` (FoldFlow/FrameFlow
+  style: relative sequence position + CA distograms of the current and self-conditioning translations +
+  cross-concatenated node features -> MLP). Quadratic; for the ``ipa`` baseline.
+* :class:`FactorizedEdgeEmbedder` / :class:`FactorTransition`: per-residue factors ``z1, z2 [B, L, R, c_z]``
+  (``z_ij = sum_r z1_ir (.) z2_jr``) from node features, sinusoidal sequence positions and kNN distograms.
+  No ``[L, L, c]`` tensor is ever built; the neighbour search is chunked (O(L k) memory). For FlashIPA.
+
+Translations are given in Å (distogram ranges are in Å); both embedders are SE(3) invariant.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from flowbb.geometry.neighbors import knn
+from flowbb.model.features import chain_positions, rbf_distogram, sinusoidal_embedding
+
+Tensor = torch.Tensor
+
+
+def _mlp(d_in: int, d_hidden: int, d_out: int, n_hidden: int = 2) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    d = d_in
+    for _ in range(n_hidden):
+        layers += [nn.Linear(d, d_hidden), nn.ReLU()]
+        d = d_hidden
+    layers.append(nn.Linear(d, d_out))
+    return nn.Sequential(*layers)
+
+
+def _cross_concat(x: Tensor) -> Tensor:
+    """``[B, L, c]`` -> ``[B, L, L, 2c]`` with entry (i, j) = [x_i, x_j]."""
+    B, L, c = x.shape
+    return torch.cat([x[:, :, None, :].expand(B, L, L, c), x[:, None, :, :].expand(B, L, L, c)], dim=-1)
+
+
+def _pairwise_dist(x: Tensor) -> Tensor:
+    """Exact pairwise distances ``[B, L, L]`` from ``[B, L, 3]`` (gradient-safe at 0)."""
+    diff = x[:, :, None, :] - x[:, None, :, :]
+    d2 = (diff * diff).sum(-1)
+    return torch.sqrt(d2.clamp_min(torch.finfo(x.dtype).tiny)) * (d2 > 0)
+
+
+class DenseEdgeEmbedder(nn.Module):
+    """Dense pair features ``z [B, L, L, c_z]`` (quadratic memory).
+
+    Features per pair (i, j): projected node features of i and j (``c_p`` each), a sinusoidal encoding of
+    the sequence offset ``r_j - r_i`` (``c_p``, linearly mixed), RBF distograms of ``|x_i - x_j|`` for the
+    current and the self-conditioning translations (``num_bins`` each) -> MLP -> LayerNorm, masked.
+    """
+
+    def __init__(self, c_s: int, c_z: int, c_p: int = 64, num_bins: int = 22, max_dist: float = 20.0) -> None:
+        super().__init__()
+        self.c_p, self.num_bins, self.max_dist = c_p, num_bins, max_dist
+        self.linear_s_p = nn.Linear(c_s, c_p)
+        self.linear_relpos = nn.Linear(c_p, c_p)
+        self.mlp = _mlp(3 * c_p + 2 * num_bins, c_z, c_z, n_hidden=2)
+        self.layer_norm = nn.LayerNorm(c_z)
+
+    def forward(
+        self, s: Tensor, trans: Tensor, sc_trans: Tensor, residue_index: Tensor, mask: Tensor
+    ) -> Tensor:
+        """Pair features.
+
+        Args:
+            s: node features ``[B, L, c_s]``; trans, sc_trans: CA translations ``[B, L, 3]`` in Å
+            (sc_trans zeros when there is no self-conditioning); residue_index ``[B, L]`` long; mask ``[B, L]``.
+        Returns:
+            z ``[B, L, L, c_z]``, zero where either residue is padding.
+        """
+        m = mask.to(s.dtype)
+        pair_mask = m[:, :, None] * m[:, None, :]
+        cross = _cross_concat(self.linear_s_p(s))
+        offset = residue_index[:, None, :] - residue_index[:, :, None]
+        relpos = self.linear_relpos(sinusoidal_embedding(offset.to(s.dtype), self.c_p))
+        dist = rbf_distogram(_pairwise_dist(trans), self.num_bins, self.max_dist)
+        sc_dist = rbf_distogram(_pairwise_dist(sc_trans * m[..., None]), self.num_bins, self.max_dist)
+        z = self.layer_norm(self.mlp(torch.cat([cross, relpos, dist, sc_dist], dim=-1)))
+        return z * pair_mask[..., None]
+
+
+class DenseEdgeTransition(nn.Module):
+    """Dense pair update: ``z <- LayerNorm(z + Linear(h))``, ``h = x + MLP(x)``, ``x = [z_ij, s'_i, s'_j]``."""
+
+    def __init__(self, c_s: int, c_z: int, c_bias: int = 64) -> None:
+        super().__init__()
+        self.linear_s = nn.Linear(c_s, c_bias)
+        d = c_z + 2 * c_bias
+        self.trunk = nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Linear(d, d), nn.ReLU())
+        self.final = nn.Linear(d, c_z)
+        self.layer_norm = nn.LayerNorm(c_z)
+
+    def forward(self, s: Tensor, z: Tensor, mask: Tensor) -> Tensor:
+        """Args: s ``[B, L, c_s]``, z ``[B, L, L, c_z]``, mask ``[B, L]``. Returns z ``[B, L, L, c_z]`` (masked)."""
+        m = mask.to(s.dtype)
+        x = torch.cat([z, _cross_concat(self.linear_s(s))], dim=-1)
+        h = x + self.trunk(x)
+        z = self.layer_norm(z + self.final(h))
+        return z * (m[:, :, None] * m[:, None, :])[..., None]
+
+
+class FactorizedEdgeEmbedder(nn.Module):
+    """Per-residue pair factors ``z1, z2 [B, L, R, c_z]`` with kNN distograms (linear memory).
+
+    Features of residue i: a projection of its node features (``c_p``), a sinusoidal encoding of its chain
+    position (``c_p``), and for the current and (separately) the self-conditioning translations: for each of
+    its ``k`` nearest neighbours j (itself and padding excluded; slots in sequence order) an RBF distogram of
+    ``|x_i - x_j|`` (``num_bins``) tagged with a learned embedding of the clamped sequence offset
+    ``r_j - r_i`` (``c_offset``), flattened over the k neighbours (missing neighbours are zero). The
+    self-conditioning block is zero for samples whose sc_trans is all zero (no self-conditioning).
+    -> MLP -> ``2 R c_z`` -> two factors, each LayerNorm-ed over c_z, zero at padded residues.
+    """
+
+    def __init__(
+        self,
+        c_s: int,
+        c_z: int,
+        rank: int = 2,
+        k: int = 10,
+        c_p: int = 64,
+        num_bins: int = 16,
+        max_dist: float = 20.0,
+        max_offset: int = 32,
+        c_offset: int = 16,
+        c_hidden: int | None = None,
+        knn_chunk: int = 128,
+    ) -> None:
+        super().__init__()
+        if k < 1 or rank < 1:
+            raise ValueError(f"FactorizedEdgeEmbedder: k and rank must be >= 1, got k={k}, rank={rank}")
+        self.c_z, self.rank, self.k = c_z, rank, k
+        self.c_p, self.num_bins, self.max_dist = c_p, num_bins, max_dist
+        self.max_offset, self.knn_chunk = max_offset, knn_chunk
+        self.linear_s_p = nn.Linear(c_s, c_p)
+        self.offset_embed = nn.Embedding(2 * max_offset + 1, c_offset)
+        d_in = 2 * c_p + 2 * k * (num_bins + c_offset)
+        c_hidden = c_hidden or 2 * rank * c_z
+        self.mlp = _mlp(d_in, c_hidden, 2 * rank * c_z, n_hidden=2)
+        self.norm1 = nn.LayerNorm(c_z)
+        self.norm2 = nn.LayerNorm(c_z)
+
+    def knn_features(self, x: Tensor, residue_index: Tensor, mask: Tensor) -> Tensor:
+        """kNN distogram block ``[B, L, k * (num_bins + c_offset)]`` of points ``x [B, L, 3]`` (Å)."""
+        B, L, _ = x.shape
+        idx, dist, nbr_mask = knn(x, mask, self.k, chunk_size=self.knn_chunk)
+        # Slots in sequence order of the neighbours (missing ones last), not in distance order: two
+        # neighbours at (nearly) equal distance would otherwise swap slots under a rounding-level motion.
+        order = torch.argsort(idx.masked_fill(~nbr_mask, L), dim=-1)
+        idx, dist, nbr_mask = (torch.gather(a, -1, order) for a in (idx, dist, nbr_mask))
+        r_nbr = torch.gather(residue_index, 1, idx.reshape(B, L * self.k)).reshape(B, L, self.k)
+        offset = (r_nbr - residue_index[:, :, None]).clamp(
+            -self.max_offset, self.max_offset
+        ) + self.max_offset
+        feats = torch.cat(
+            [rbf_distogram(dist, self.num_bins, self.max_dist), self.offset_embed(offset).to(x.dtype)], dim=-1
+        )  # [B, L, k, nb + c_off]
+        feats = feats * nbr_mask[..., None].to(x.dtype)
+        return feats.reshape(B, L, -1)
+
+    def forward(
+        self, s: Tensor, trans: Tensor, sc_trans: Tensor, residue_index: Tensor, mask: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """Pair factors.
+
+        Args:
+            s: node features ``[B, L, c_s]``; trans, sc_trans: ``[B, L, 3]`` in Å (sc_trans zeros when none);
+            residue_index ``[B, L]`` long; mask ``[B, L]``.
+        Returns:
+            z1, z2 ``[B, L, R, c_z]``, zero at padded residues.
+        """
+        B, L, _ = s.shape
+        m = mask.to(s.dtype)
+        pos = sinusoidal_embedding(chain_positions(residue_index, mask).to(s.dtype), self.c_p)
+        sc = sc_trans * m[..., None]
+        has_sc = (sc.detach().abs().sum(dim=(1, 2)) > 0).to(s.dtype)[:, None, None]  # [B, 1, 1]
+        feats = torch.cat(
+            [
+                self.linear_s_p(s),
+                pos,
+                self.knn_features(trans, residue_index, mask),
+                self.knn_features(sc, residue_index, mask) * has_sc,
+            ],
+            dim=-1,
+        )
+        z = self.mlp(feats).view(B, L, 2, self.rank, self.c_z)
+        m4 = m[:, :, None, None]
+        return self.norm1(z[:, :, 0]) * m4, self.norm2(z[:, :, 1]) * m4
+
+
+class FactorTransition(nn.Module):
+    """Factor update (no dense tensor): ``x = [vec z1_i, vec z2_i, s'_i]``, ``h = x + MLP(x)``,
+    ``z_a <- LayerNorm(z_a + Linear(h)_a)`` for both factors, masked."""
+
+    def __init__(self, c_s: int, c_z: int, rank: int = 2, c_bias: int = 64) -> None:
+        super().__init__()
+        self.c_z, self.rank = c_z, rank
+        self.linear_s = nn.Linear(c_s, c_bias)
+        d = 2 * rank * c_z + c_bias
+        self.trunk = nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Linear(d, d), nn.ReLU())
+        self.final = nn.Linear(d, 2 * rank * c_z)
+        self.norm1 = nn.LayerNorm(c_z)
+        self.norm2 = nn.LayerNorm(c_z)
+
+    def forward(self, s: Tensor, z1: Tensor, z2: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        """Args: s ``[B, L, c_s]``, z1/z2 ``[B, L, R, c_z]``, mask ``[B, L]``. Returns updated z1, z2 (masked)."""
+        B, L = s.shape[:2]
+        x = torch.cat([z1.reshape(B, L, -1), z2.reshape(B, L, -1), self.linear_s(s)], dim=-1)
+        h = x + self.trunk(x)
+        d = self.final(h).view(B, L, 2, self.rank, self.c_z)
+        m4 = mask.to(s.dtype)[:, :, None, None]
+        return self.norm1(z1 + d[:, :, 0]) * m4, self.norm2(z2 + d[:, :, 1]) * m4

@@ -1,0 +1,183 @@
+"""FlashIPA: Invariant Point Attention as one softmax attention over lifted vectors (linear memory).
+
+Same parameters (names and shapes) as :class:`flowbb.model.ipa.InvariantPointAttention`, so the two can
+share a state dict. With the factorized pair tensor ``z_ij = sum_r z1_ir (.) z2_jr`` (elementwise over the
+c_z channels) FlashIPA equals the reference IPA exactly. Per head h (C scalar channels, P points)::
+
+    q~_i = [ q_i ,             vec(q_ip) ,        1 ,                           sqrt(1/3) vec_rc(W_hc z1_irc) ]
+    k~_j = [ k_j / sqrt(3C) ,  w_h vec(k_jp) ,    -(w_h/2) sum_p |k_jp|^2 ,     vec_rc(z2_jrc) ]
+    v~_j = [ v_j ,             vec(v_jp) ,        vec_rc(z2_jrc) ]
+    w_h  = softplus(gamma_h) * sqrt(2 / (27 P))           (= gamma_h * w_L * w_C)
+
+    q~_i . k~_j = w_L ( q.k/sqrt(C) + sum_c W_hc z_ijc - gamma_h w_C/2 sum_p |q_ip - k_jp|^2 ) + const_i
+
+with points in the global frame. The row constant ``-(w_h/2) sum_p |q_ip|^2`` and the per-head bias of
+``linear_b`` cancel in the softmax and are dropped (so is the single ``1`` being repeated P times: the
+key-norm terms are summed into one channel). The softmax scale is 1. After attention, the point values
+return to the local frames (with their norms) and the pair output is ``sum_r z1_ir (.) (sum_j a_ij z2_jr)``.
+Points are lifted relative to the per-sample centroid of the valid translations: distances, hence logits,
+are unchanged, and float32 keeps more significant digits for large proteins.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from flowbb.model.attention import attention, common_width
+from flowbb.model.ipa import InvariantPointAttention, IPAConfig, IPAParams, key_padding
+
+Tensor = torch.Tensor
+
+
+@dataclass
+class FlashIPAConfig(IPAConfig):
+    """:class:`IPAConfig` plus ``z_factor_rank`` (R, pair-factor rank) and the attention ``backend``
+    (``auto`` | ``sdpa`` | ``flash_attn``)."""
+
+    z_factor_rank: int = 2
+    backend: str = "auto"
+
+
+class FlashIPA(IPAParams):
+    """Linear-memory IPA over factorized pair features. See the module docstring."""
+
+    def __init__(
+        self,
+        c_s: int,
+        c_z: int,
+        c_hidden: int,
+        no_heads: int,
+        no_qk_points: int,
+        no_v_points: int,
+        z_factor_rank: int = 2,
+        eps: float = 1e-8,
+        zero_init: bool = True,
+        backend: str = "auto",
+    ) -> None:
+        super().__init__(
+            c_s, c_z, c_hidden, no_heads, no_qk_points, no_v_points, eps=eps, zero_init=zero_init
+        )
+        if z_factor_rank < 1:
+            raise ValueError(f"FlashIPA: z_factor_rank must be >= 1, got {z_factor_rank}")
+        if backend not in ("auto", "sdpa", "flash_attn"):
+            raise ValueError(f"FlashIPA: unknown backend {backend!r} (auto|sdpa|flash_attn)")
+        self.z_factor_rank = z_factor_rank
+        self.backend = backend
+
+    @classmethod
+    def from_config(cls, cfg: FlashIPAConfig) -> FlashIPA:
+        """Build from a :class:`FlashIPAConfig`."""
+        return cls(
+            cfg.c_s,
+            cfg.c_z,
+            cfg.c_hidden,
+            cfg.no_heads,
+            cfg.no_qk_points,
+            cfg.no_v_points,
+            z_factor_rank=cfg.z_factor_rank,
+            eps=cfg.eps,
+            zero_init=cfg.zero_init,
+            backend=cfg.backend,
+        )
+
+    @classmethod
+    def from_ipa(cls, ipa: InvariantPointAttention, z_factor_rank: int, backend: str = "auto") -> FlashIPA:
+        """A FlashIPA holding a copy of a reference IPA's parameters (same dtype and device)."""
+        p = next(ipa.parameters())
+        m = cls(
+            ipa.c_s,
+            ipa.c_z,
+            ipa.c_hidden,
+            ipa.no_heads,
+            ipa.no_qk_points,
+            ipa.no_v_points,
+            z_factor_rank=z_factor_rank,
+            eps=ipa.eps,
+            zero_init=False,
+            backend=backend,
+        )
+        m = m.to(dtype=p.dtype, device=p.device)
+        m.load_state_dict(ipa.state_dict())
+        return m
+
+    def lifted_widths(self) -> tuple[int, int]:
+        """Head widths (q/k, v) of the lifted vectors before padding to a common width."""
+        C, P, Pv, Rc = self.c_hidden, self.no_qk_points, self.no_v_points, self.z_factor_rank * self.c_z
+        return C + 3 * P + 1 + Rc, C + 3 * Pv + Rc
+
+    def forward(self, s: Tensor, z1: Tensor, z2: Tensor, rots: Tensor, trans: Tensor, mask: Tensor) -> Tensor:
+        """FlashIPA update.
+
+        Args:
+            s: node features ``[B, L, c_s]``.
+            z1, z2: pair factors ``[B, L, R, c_z]`` (``z_ij = sum_r z1_ir * z2_jr``).
+            rots: ``[B, L, 3, 3]``; trans: ``[B, L, 3]``.
+            mask: residue mask ``[B, L]`` (bool or float).
+        Returns:
+            ``[B, L, c_s]``, exactly zero at padded rows.
+        """
+        B, L, _ = s.shape
+        R, cz = self.z_factor_rank, self.c_z
+        for name, f in (("z1", z1), ("z2", z2)):
+            if f.shape != (B, L, R, cz):
+                raise ValueError(
+                    f"FlashIPA: {name} must be [B, L, R, c_z] = {(B, L, R, cz)}, got {tuple(f.shape)}"
+                )
+        H, C, P, Pv = self.no_heads, self.c_hidden, self.no_qk_points, self.no_v_points
+        keys = key_padding(mask)  # [B, L] bool
+        m = mask.to(s.dtype)
+        centre = (trans * m[..., None]).sum(1, keepdim=True) / m.sum(1)[:, None, None].clamp_min(1.0)
+        trans_c = trans - centre  # [B, L, 3]; logits are translation invariant
+        p = self.project(s, rots, trans_c)
+
+        dqk, dv = self.lifted_widths()
+        width = common_width(s, dqk, dv, self.backend)
+        w_h = (self.gamma() * math.sqrt(2.0 / (27.0 * P))).to(s.dtype)  # [H]
+
+        def heads_first(x: Tensor) -> Tensor:  # [B, L, H, D] -> [B, H, L, D]
+            return x.permute(0, 2, 1, 3)
+
+        def zeros(d: int) -> list[Tensor]:
+            return [s.new_zeros(B, H, L, d)] if d > 0 else []
+
+        k_pts = p["k_pts"].reshape(B, L, H, 3 * P)
+        k_norm = (k_pts * k_pts).sum(-1, keepdim=True)  # [B, L, H, 1]
+        w = w_h[None, None, :, None]
+        b1 = torch.einsum("blrc,hc->blhrc", z1, self.linear_b.weight).reshape(B, L, H, R * cz)
+        z2_flat = z2.reshape(B, L, 1, R * cz).expand(B, L, H, R * cz)
+        q_t = torch.cat(
+            [
+                heads_first(p["q"]),
+                heads_first(p["q_pts"].reshape(B, L, H, 3 * P)),
+                s.new_ones(B, H, L, 1),
+                heads_first(b1 * math.sqrt(1.0 / 3.0)),
+            ]
+            + zeros(width - dqk),
+            -1,
+        )
+        k_t = torch.cat(
+            [
+                heads_first(p["k"] * (1.0 / math.sqrt(3.0 * C))),
+                heads_first(k_pts * w),
+                heads_first(k_norm * (-0.5 * w)),
+                heads_first(z2_flat),
+            ]
+            + zeros(width - dqk),
+            -1,
+        )
+        v_t = torch.cat(
+            [heads_first(p["v"]), heads_first(p["v_pts"].reshape(B, L, H, 3 * Pv)), heads_first(z2_flat)]
+            + zeros(width - dv),
+            -1,
+        )
+        key_mask = None if bool(keys.all()) else keys
+        out = attention(q_t, k_t, v_t, key_mask, scale=1.0, backend=self.backend)  # [B, H, L, >= dv]
+        out = out.permute(0, 2, 1, 3)  # [B, L, H, *]
+        o = out[..., :C]
+        o_pts = out[..., C : C + 3 * Pv].reshape(B, L, H, Pv, 3)
+        o_z2 = out[..., C + 3 * Pv : dv].reshape(B, L, H, R, cz)
+        o_pair = (z1[:, :, None] * o_z2).sum(dim=3)  # [B, L, H, c_z]
+        return self.output(o, o_pts, o_pair, rots, trans_c, mask)
