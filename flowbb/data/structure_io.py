@@ -317,7 +317,9 @@ def _load(path: Path, fmt: str, data: bytes) -> tuple[object, dict]:
             lines = _decode_text(path, data).splitlines()
             atom_lines = _first_model_backbone_lines(lines)
             if not atom_lines:
-                raise StructureReadError(path, NOT_A_STRUCTURE, "no backbone ATOM/HETATM records")
+                if any(line.startswith(("ATOM  ", "HETATM")) for line in lines):
+                    raise StructureReadError(path, NO_PROTEIN, "no backbone atom names (N, CA, C, O)")
+                raise StructureReadError(path, NOT_A_STRUCTURE, "no ATOM/HETATM records")
             pdb_file = biotite_pdb.PDBFile.read(io.StringIO("\n".join(atom_lines)))
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # element guessing for files without element columns
@@ -331,9 +333,11 @@ def _load(path: Path, fmt: str, data: bytes) -> tuple[object, dict]:
             block = pdbx_file.block
             if "atom_site" not in block:
                 raise StructureReadError(path, NOT_A_STRUCTURE, "no atom_site category")
-            array = biotite_pdbx.get_structure(
-                block, model=1, altloc="first", use_author_fields=True, extra_fields=["label_entity_id"]
-            )
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # e.g. files without auth_* columns: label_* are used
+                array = biotite_pdbx.get_structure(
+                    block, model=1, altloc="first", use_author_fields=True, extra_fields=["label_entity_id"]
+                )
             facts = _cif_header(block)
     except StructureReadError:
         raise

@@ -1,0 +1,159 @@
+"""Preprocessing: summary/log accounting, bad inputs, store contents, resumability (incl. SIGKILL), CLI."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import biotite.structure as struc
+import biotite.structure.io.pdb as bpdb
+import numpy as np
+import pandas as pd
+import pytest
+
+from flowbb.data import structure_io as sio
+from flowbb.data.preprocess import TOO_SHORT, PreprocessError, preprocess, shard_path
+from flowbb.data.store import ARRAYS, ProcessedStore
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _tree_digest(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha1(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _same_store(a: Path, b: Path) -> None:
+    pd.testing.assert_frame_equal(pd.read_parquet(a / "metadata.parquet"), pd.read_parquet(b / "metadata.parquet"))
+    for name in ARRAYS:
+        assert (a / f"{name}.npy").read_bytes() == (b / f"{name}.npy").read_bytes(), name
+    assert (a / "files.csv").read_text() == (b / "files.csv").read_text()
+
+
+@pytest.fixture()
+def bad_raw(tmp_path, ddg_files, db55_files, copy_to) -> Path:
+    """Two good files plus one file per failure reason."""
+    raw = copy_to([ddg_files[0], db55_files[0]], tmp_path / "raw")
+    (raw / "empty.pdb").write_bytes(b"")
+    data = db55_files[1].read_bytes()
+    (raw / "truncated.pdb.gz").write_bytes(data[: len(data) // 3])
+    (raw / "random.cif").write_bytes(np.random.default_rng(0).bytes(3000))
+    text = ddg_files[1].read_text().splitlines()
+    (raw / "ca_only.pdb").write_text("\n".join(l for l in text if not l.startswith("ATOM") or l[12:16] == " CA "))
+    (raw / "ligand_only.pdb").write_text("\n".join(l for l in text if l.startswith("HETATM") and l[17:20] != "MSE"))
+    atoms = [l for l in text if l.startswith("ATOM")]
+    first_res = [l for l in atoms if l[22:26] == atoms[0][22:26]]
+    (raw / "short.pdb").write_text("\n".join(atoms[: len(first_res) * 10]))  # a 10-residue chain
+    (raw / "notes.txt").write_text("not a structure file name")
+    return raw
+
+
+def test_bad_inputs_are_logged_and_skipped(bad_raw, tmp_path):
+    before = _tree_digest(bad_raw)
+    summary = preprocess(bad_raw, tmp_path / "out", num_workers=2, progress=False)
+    assert _tree_digest(bad_raw) == before  # input untouched
+    expected = {
+        "empty.pdb": sio.EMPTY, "truncated.pdb.gz": sio.TRUNCATED_GZIP, "random.cif": sio.NOT_A_STRUCTURE,
+        "ca_only.pdb": sio.CA_ONLY, "ligand_only.pdb": sio.NO_PROTEIN, "short.pdb": TOO_SHORT,
+    }
+    files = pd.read_csv(tmp_path / "out" / "files.csv", keep_default_na=False).set_index("source_file")
+    assert len(files) == 9 == summary["files_total"]  # every input file accounted for
+    for name, reason in expected.items():
+        assert files.loc[name, "status"] == "skipped" and files.loc[name, "reason"] == reason
+    assert files.loc["notes.txt", "status"] == "ignored"
+    assert summary["files_skipped"] == 6 and summary["files_with_chains"] == 2
+    assert summary["skipped_by_reason"] == {r: 1 for r in expected.values()}
+    log = (tmp_path / "out" / "preprocess.log").read_text()
+    for name, reason in expected.items():
+        assert f"SKIPPED {bad_raw / name}: {reason}" in log
+
+
+def test_missing_raw_dir_is_one_clear_error(tmp_path):
+    with pytest.raises(PreprocessError, match="does not exist"):
+        preprocess(tmp_path / "nope", tmp_path / "out", progress=False)
+    result = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "preprocess.py"), f"raw_dir={tmp_path / 'nope'}", f"out_dir={tmp_path / 'o'}"],
+        capture_output=True, text=True, cwd=tmp_path,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [f"error: raw_dir '{tmp_path / 'nope'}' does not exist (resolved: {tmp_path / 'nope'})"]
+    assert "Traceback" not in result.stderr and not (tmp_path / "o").exists()
+
+
+def test_store_coordinates_equal_biotite(small_store, small_raw):
+    store = ProcessedStore(small_store)
+    meta = store.metadata
+    assert {"chain_id", "source_file", "length", "modeled_length", "sequence", "resolution", "method",
+            "num_chains_in_file", "helix_frac", "strand_frac", "coil_frac", "radius_of_gyration",
+            "num_chain_breaks", "first_residue_number", "offset"} <= set(meta.columns)
+    assert list(meta["source_file"]) == sorted(meta["source_file"])  # consolidated in source order
+    for row in range(len(store)):
+        rec = meta.iloc[row]
+        path = small_raw / rec.source_file
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rt") as handle:
+            array = bpdb.get_structure(bpdb.PDBFile.read(handle), model=1, altloc="first")
+        array = array[struc.filter_amino_acids(array) & (array.chain_id == rec.chain_id) & ~array.hetero]
+        chain = store.chain(row)
+        assert len(chain["atoms"]) == rec.length
+        for slot, name in enumerate(("N", "CA", "C", "O")):
+            want = array[array.atom_name == name].coord
+            np.testing.assert_array_equal(chain["atoms"][chain["atom_mask"][:, slot], slot], want)
+        ca = chain["atoms"][chain["atom_mask"][:, 1], 1]
+        assert rec.radius_of_gyration == pytest.approx(np.sqrt(((ca - ca.mean(0)) ** 2).sum(1).mean()), rel=1e-4)
+        assert rec.helix_frac + rec.strand_frac + rec.coil_frac == pytest.approx(1.0)
+    with_header = [f for f in meta.source_file.unique() if "REMARK   2 RESOLUTION." in (small_raw / f).read_text(errors="ignore")]
+    assert with_header
+    rows = meta[meta.source_file.isin(with_header)]
+    assert rows.resolution.notna().all() and rows.method.str.contains("X-RAY").all()
+
+
+def test_resume_after_partial_run_equals_uninterrupted(small_raw, small_store, tmp_path):
+    out = tmp_path / "out"
+    all_files = sorted(p.relative_to(small_raw).as_posix() for p in small_raw.rglob("*") if p.is_file())
+    part = tmp_path / "part"
+    for rel in all_files[::2]:  # a first run saw only half of the files ...
+        (part / rel).parent.mkdir(parents=True, exist_ok=True)
+        (part / rel).write_bytes((small_raw / rel).read_bytes())
+        os.utime(part / rel, ns=((small_raw / rel).stat().st_atime_ns, (small_raw / rel).stat().st_mtime_ns))
+    preprocess(part, out, num_workers=0, progress=False)
+    # ... the shards of a run over the full folder are reused (same relative path, size, mtime)
+    for rel in all_files[::2]:
+        os.replace(shard_path(out, rel), shard_path(out, rel))
+    summary = preprocess(small_raw, out, num_workers=2, progress=False)
+    assert summary["processed_this_run"] == len(all_files) - len(all_files[::2])
+    _same_store(out, small_store)
+    # a parameter change invalidates every shard
+    summary = preprocess(small_raw, out, num_workers=0, progress=False, min_length=41)
+    assert summary["processed_this_run"] == len(all_files)
+
+
+def test_sigkill_then_resume_equals_uninterrupted(tmp_path, db55_files, ddg_files, copy_to):
+    raw = copy_to(db55_files[:60] + ddg_files[:10], tmp_path / "raw")
+    cmd = [sys.executable, str(REPO / "scripts" / "preprocess.py"), f"raw_dir={raw}", "num_workers=2", "progress=false",
+           "chunksize=1"]
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(cmd + [f"out_dir={killed}"], start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while time.time() < deadline and len(list((killed / "shards").glob("*/*.npz"))) < 10:
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver and its workers, mid-run
+    proc.wait()
+    done_before = len(list((killed / "shards").glob("*/*.npz")))
+    assert 10 <= done_before < 70 and not (killed / "metadata.parquet").exists()
+    resumed = subprocess.run(cmd + [f"out_dir={killed}"], capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    clean = tmp_path / "clean"
+    subprocess.run(cmd + [f"out_dir={clean}"], check=True, capture_output=True)
+    _same_store(killed, clean)
+    import json
+
+    summary = json.loads((killed / "summary.json").read_text())
+    assert summary["processed_this_run"] <= 70 - done_before
+    assert summary["files_total"] == 70 and "chains kept" in resumed.stdout
