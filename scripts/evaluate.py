@@ -30,8 +30,10 @@ def run(cfg: DictConfig) -> int:
     console = Console(stderr=True)
     for key in ("samples_dir", "out_dir"):
         if OmegaConf.is_missing(cfg, key) or not cfg.get(key):
-            console.print(f"[red]error:[/red] {key}=... is required "
-                          "(python scripts/evaluate.py samples_dir=DIR out_dir=OUT [folding=tiny_random])")
+            console.print(
+                f"[red]error:[/red] {key}=... is required "
+                "(python scripts/evaluate.py samples_dir=DIR out_dir=OUT [folding=tiny_random])"
+            )
             return 2
     try:
         out_dir = Path(str(cfg.out_dir)).expanduser()

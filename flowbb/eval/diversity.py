@@ -87,7 +87,13 @@ def diversity(cas: list[np.ndarray], cluster_tm: float = 0.5, num_workers: int =
     """
     n = len(cas)
     if n == 0:
-        return {"n": 0, "mean_pairwise_tm": math.nan, "num_pairs": 0, "num_clusters": 0, "cluster_fraction": math.nan}
+        return {
+            "n": 0,
+            "mean_pairwise_tm": math.nan,
+            "num_pairs": 0,
+            "num_clusters": 0,
+            "cluster_fraction": math.nan,
+        }
     tm = pairwise_tm(cas, num_workers)
     iu = np.triu_indices(n, k=1)
     labels = single_linkage_clusters(tm, cluster_tm)
@@ -95,7 +101,7 @@ def diversity(cas: list[np.ndarray], cluster_tm: float = 0.5, num_workers: int =
     return {
         "n": n,
         "mean_pairwise_tm": float(tm[iu].mean()) if n > 1 else math.nan,
-        "num_pairs": int(len(iu[0])),
+        "num_pairs": len(iu[0]),
         "num_clusters": k,
         "cluster_fraction": k / n,
     }

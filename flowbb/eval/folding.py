@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -48,7 +48,9 @@ def weights_missing_message(where: str, reason: str = "") -> str:
 def hf_offline() -> bool:
     """True when ``HF_HUB_OFFLINE`` (or ``TRANSFORMERS_OFFLINE``) is set to a true value."""
     truthy = {"1", "true", "yes", "on"}
-    return any(os.environ.get(k, "").strip().lower() in truthy for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+    return any(
+        os.environ.get(k, "").strip().lower() in truthy for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    )
 
 
 @dataclass
@@ -190,11 +192,25 @@ class ESMFoldPredictor:
         pos = out["positions"][-1].float().cpu().numpy()  # [B, L, 14, 3]
         plddt = out["plddt"][..., 1].float().cpu().numpy() * 100.0  # [B, L] (CA, 0-100)
         ptm = [predicted_tm(out["ptm_logits"][b, : len(s), : len(s)]) for b, s in enumerate(seqs)]
-        pdbs = self.model.output_to_pdb({k: v.float() if v.is_floating_point() else v for k, v in out.items()
-                                         if isinstance(v, torch.Tensor)}) if with_pdb else [None] * len(seqs)
+        pdbs = (
+            self.model.output_to_pdb(
+                {
+                    k: v.float() if v.is_floating_point() else v
+                    for k, v in out.items()
+                    if isinstance(v, torch.Tensor)
+                }
+            )
+            if with_pdb
+            else [None] * len(seqs)
+        )
         return [
-            FoldedStructure(s, pos[b, : len(s), :4].astype(np.float32), plddt[b, : len(s)].astype(np.float32),
-                            float(ptm[b]), pdbs[b])
+            FoldedStructure(
+                s,
+                pos[b, : len(s), :4].astype(np.float32),
+                plddt[b, : len(s)].astype(np.float32),
+                float(ptm[b]),
+                pdbs[b],
+            )
             for b, s in enumerate(seqs)
         ]
 
@@ -222,7 +238,9 @@ class ESMFoldPredictor:
             torch.cuda.empty_cache()
             if len(seqs) > 1:
                 half = len(seqs) // 2
-                return self._fold_with_retry(seqs[:half], with_pdb) + self._fold_with_retry(seqs[half:], with_pdb)
+                return self._fold_with_retry(seqs[:half], with_pdb) + self._fold_with_retry(
+                    seqs[half:], with_pdb
+                )
             if self.chunk_size and self.chunk_min_length > 0:
                 # a single long chain: chunk the trunk from now on, then retry once
                 self.chunk_min_length = 0

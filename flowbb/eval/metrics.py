@@ -63,7 +63,9 @@ def self_consistency(
     return out
 
 
-def summarize_designs(per_seq: list[dict[str, float]], designable_rmsd: float = 2.0) -> dict[str, float | int | bool]:
+def summarize_designs(
+    per_seq: list[dict[str, float]], designable_rmsd: float = 2.0
+) -> dict[str, float | int | bool]:
     """Per-sample self-consistency summary.
 
     Args:

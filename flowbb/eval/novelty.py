@@ -13,11 +13,12 @@ import json
 import logging
 import math
 import os
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Callable
+from typing import Self
 
 import numpy as np
 
@@ -55,7 +56,7 @@ class ReferenceSet:
         return self.coords[self.offsets[i] : self.offsets[i + 1]]
 
     @classmethod
-    def from_chains(cls, names: list[str], cas: list[np.ndarray], source: str) -> "ReferenceSet":
+    def from_chains(cls, names: list[str], cas: list[np.ndarray], source: str) -> ReferenceSet:
         """Build from per-chain ``[L_i, 3]`` arrays."""
         lengths = np.array([len(c) for c in cas], dtype=np.int64)
         offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
@@ -65,12 +66,18 @@ class ReferenceSet:
     def save(self, path: Path, signature: str) -> None:
         """Atomic ``.npz`` cache (written to a temporary file, then renamed)."""
         tmp = path.with_name(path.name + f".tmp{os.getpid()}.npz")
-        np.savez(tmp, names=np.array(self.names), coords=self.coords, offsets=self.offsets,
-                 source=np.array(self.source), signature=np.array(signature))
+        np.savez(
+            tmp,
+            names=np.array(self.names),
+            coords=self.coords,
+            offsets=self.offsets,
+            source=np.array(self.source),
+            signature=np.array(signature),
+        )
         os.replace(tmp, path)
 
     @classmethod
-    def load_cache(cls, path: Path, signature: str) -> "ReferenceSet | None":
+    def load_cache(cls, path: Path, signature: str) -> ReferenceSet | None:
         """The cached set if ``path`` exists and was built from the same inputs, else ``None``."""
         if not path.is_file():
             return None
@@ -236,7 +243,9 @@ class NoveltySearcher:
         max_length_ratio: float = 2.0,
     ) -> None:
         if not 0 <= min_length_ratio <= max_length_ratio:
-            raise ValueError(f"novelty length ratios must satisfy 0 <= min <= max, got {min_length_ratio}, {max_length_ratio}")
+            raise ValueError(
+                f"novelty length ratios must satisfy 0 <= min <= max, got {min_length_ratio}, {max_length_ratio}"
+            )
         self.reference = reference
         self.num_workers = int(num_workers)
         self.min_length_ratio = float(min_length_ratio)
@@ -246,13 +255,18 @@ class NoveltySearcher:
     def candidates(self, length: int) -> np.ndarray:
         """Indices of references passing the length pre-filter for a sample of ``length`` residues."""
         lens = self.reference.lengths
-        keep = (lens >= self.min_length_ratio * length) & (lens <= self.max_length_ratio * length) & (lens >= 3)
+        keep = (
+            (lens >= self.min_length_ratio * length) & (lens <= self.max_length_ratio * length) & (lens >= 3)
+        )
         return np.nonzero(keep)[0]
 
     def _get_pool(self) -> ProcessPoolExecutor:
         if self._pool is None:
             self._pool = ProcessPoolExecutor(
-                self.num_workers, mp_context=get_context("spawn"), initializer=_init_worker, initargs=(self.reference,)
+                self.num_workers,
+                mp_context=get_context("spawn"),
+                initializer=_init_worker,
+                initargs=(self.reference,),
             )
         return self._pool
 
@@ -269,7 +283,7 @@ class NoveltySearcher:
         else:
             results = [_best_in(self.reference, query, cand)]
         best, best_i = max(results, key=lambda r: (r[0], -r[1]))
-        return NoveltyHit(float(best), self.reference.names[best_i], int(len(cand)))
+        return NoveltyHit(float(best), self.reference.names[best_i], len(cand))
 
     def close(self) -> None:
         """Stop the worker processes."""
@@ -277,7 +291,7 @@ class NoveltySearcher:
             self._pool.shutdown(cancel_futures=True)
             self._pool = None
 
-    def __enter__(self) -> "NoveltySearcher":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -20,18 +20,52 @@ MEANINGLESS_WARNING = (
 )
 
 SAMPLE_COLUMNS = [
-    "name", "chain_id", "length", "num_modeled", "designable", "sc_rmsd", "sc_tm", "best_seq_idx", "best_sc_tm",
-    "best_plddt", "mean_plddt", "native_recovery", "helix_frac", "strand_frac", "coil_frac", "radius_of_gyration",
-    "ca_ca_deviation", "num_clashes", "novelty_tm", "novelty_match", "novelty_compared", "best_sequence",
-    "secondary_structure", "file",
+    "name",
+    "chain_id",
+    "length",
+    "num_modeled",
+    "designable",
+    "sc_rmsd",
+    "sc_tm",
+    "best_seq_idx",
+    "best_sc_tm",
+    "best_plddt",
+    "mean_plddt",
+    "native_recovery",
+    "helix_frac",
+    "strand_frac",
+    "coil_frac",
+    "radius_of_gyration",
+    "ca_ca_deviation",
+    "num_clashes",
+    "novelty_tm",
+    "novelty_match",
+    "novelty_compared",
+    "best_sequence",
+    "secondary_structure",
+    "file",
 ]
-SEQUENCE_COLUMNS = ["name", "length", "seq_idx", "sequence", "mpnn_score", "native_recovery", "sc_rmsd", "sc_tm",
-                    "plddt", "ptm", "folded_pdb"]
+SEQUENCE_COLUMNS = [
+    "name",
+    "length",
+    "seq_idx",
+    "sequence",
+    "mpnn_score",
+    "native_recovery",
+    "sc_rmsd",
+    "sc_tm",
+    "plddt",
+    "ptm",
+    "folded_pdb",
+]
 
 
 def sample_table(records: list[dict]) -> pd.DataFrame:
     """One row per backbone (columns :data:`SAMPLE_COLUMNS`)."""
-    rows = [{**{k: r[k] for k in ("name", "chain_id", "length", "num_modeled", "file")}, **r["metrics"]} for r in records]
+    rows = [
+        {**{k: r[k] for k in ("name", "chain_id", "length", "num_modeled", "file")}, **r["metrics"]}
+        for r in records
+    ]
     return pd.DataFrame(rows, columns=SAMPLE_COLUMNS)
 
 
@@ -69,7 +103,7 @@ def group_stats(df: pd.DataFrame, novel_tm: float = 0.5) -> dict[str, Any]:
     nov = pd.to_numeric(df["novelty_tm"], errors="coerce")
     rec = pd.to_numeric(df["native_recovery"], errors="coerce")
     return {
-        "n": int(len(df)),
+        "n": len(df),
         "num_designable": int(des.sum()),
         "designability": _f(des.mean()) if len(df) else None,
         "sc_rmsd_mean": _f(df["sc_rmsd"].mean()),
@@ -83,7 +117,9 @@ def group_stats(df: pd.DataFrame, novel_tm: float = 0.5) -> dict[str, Any]:
             "max_tm_mean": _f(nov.mean()) if nov.notna().any() else None,
             "max_tm_median": _f(nov.median()) if nov.notna().any() else None,
             "designable_max_tm_mean": _f(nov[des].mean()) if nov[des].notna().any() else None,
-            f"fraction_max_tm_below_{novel_tm}": _f((nov[nov.notna()] < novel_tm).mean()) if nov.notna().any() else None,
+            f"fraction_max_tm_below_{novel_tm}": _f((nov[nov.notna()] < novel_tm).mean())
+            if nov.notna().any()
+            else None,
         },
         "secondary_structure": {k: _f(df[k].mean()) for k in ("helix_frac", "strand_frac", "coil_frac")},
         "geometry": {
@@ -100,8 +136,13 @@ def combine_diversity(per_length: list[dict[str, Any]]) -> dict[str, Any]:
     pairs = sum(d["num_pairs"] for d in per_length)
     clusters = sum(d["num_clusters"] for d in per_length)
     tm_sum = sum(d["mean_pairwise_tm"] * d["num_pairs"] for d in per_length if d["num_pairs"])
-    return {"n": n, "mean_pairwise_tm": tm_sum / pairs if pairs else None, "num_pairs": pairs,
-            "num_clusters": clusters, "cluster_fraction": clusters / n if n else None}
+    return {
+        "n": n,
+        "mean_pairwise_tm": tm_sum / pairs if pairs else None,
+        "num_pairs": pairs,
+        "num_clusters": clusters,
+        "cluster_fraction": clusters / n if n else None,
+    }
 
 
 def write_csv_atomic(df: pd.DataFrame, path: Path) -> None:
@@ -155,8 +196,11 @@ def make_plots(df: pd.DataFrame, out_dir: Path, designable_rmsd: float, meaningl
 
     fig, ax = plt.subplots(figsize=(max(4, 1.0 * len(lengths) + 2), 3.5))
     bottom = np.zeros(len(lengths))
-    for key, label, color in (("helix_frac", "helix", "tab:red"), ("strand_frac", "strand", "tab:blue"),
-                              ("coil_frac", "coil", "tab:gray")):
+    for key, label, color in (
+        ("helix_frac", "helix", "tab:red"),
+        ("strand_frac", "strand", "tab:blue"),
+        ("coil_frac", "coil", "tab:gray"),
+    ):
         vals = np.array([df.loc[df["length"] == L, key].mean() for L in lengths])
         ax.bar(pos, vals, bottom=bottom, label=label, color=color)
         bottom += vals
@@ -202,7 +246,11 @@ def write_reports(
         per_length[str(int(L))] = {**group_stats(sub), "diversity": div}
     overall = {**group_stats(df), "diversity": combine_diversity(div_list)}
     timing_keys = ("inverse_folding_s", "folding_s", "metrics_s", "novelty_s")
-    timing = {f"mean_{k}": float(np.mean([r["timing"][k] for r in records])) for k in timing_keys} if records else {}
+    timing = (
+        {f"mean_{k}": float(np.mean([r["timing"][k] for r in records])) for k in timing_keys}
+        if records
+        else {}
+    )
     c = cfg
     summary = {
         "num_samples": len(records),

@@ -31,7 +31,14 @@ log = logging.getLogger(__name__)
 PER_SAMPLE_DIR = "per_sample"
 FOLDED_DIR = "folded"
 # config keys that change how fast, not what, is computed (left out of the fingerprint)
-_RUNTIME_KEYS = {"device", "max_tokens_per_batch", "max_batch_size", "chunk_size", "chunk_min_length", "cpu_threads"}
+_RUNTIME_KEYS = {
+    "device",
+    "max_tokens_per_batch",
+    "max_batch_size",
+    "chunk_size",
+    "chunk_min_length",
+    "cpu_threads",
+}
 
 
 class EvaluationError(RuntimeError):
@@ -148,7 +155,11 @@ def evaluate_group(
         note(f"ProteinMPNN {s.name}")
         t0 = time.perf_counter()
         designs[s.name] = designer.design(
-            s.atoms, s.atom_mask, s.residue_index, native_sequence=s.sequence, seed=sample_seed(cfg["seed"], s.name)
+            s.atoms,
+            s.atom_mask,
+            s.residue_index,
+            native_sequence=s.sequence,
+            seed=sample_seed(cfg["seed"], s.name),
         )
         t_design[s.name] = time.perf_counter() - t0
     seqs = [d.sequence for s in group for d in designs[s.name]]
@@ -167,9 +178,15 @@ def evaluate_group(
         t0 = time.perf_counter()
         per_seq = self_consistency(s.ca, fs, s.ca_mask)
         summary = summarize_designs(per_seq, float(cfg["designable_rmsd"]))
-        metrics: dict[str, Any] = {**summary, **backbone_metrics(
-            s.atoms, s.atom_mask, s.sequence if has_native_sequence(s.sequence) else None,
-            float(cfg.get("clash_threshold", 3.0)))}
+        metrics: dict[str, Any] = {
+            **summary,
+            **backbone_metrics(
+                s.atoms,
+                s.atom_mask,
+                s.sequence if has_native_sequence(s.sequence) else None,
+                float(cfg.get("clash_threshold", 3.0)),
+            ),
+        }
         recs = [d.recovery for d in ds if d.recovery is not None]
         metrics["native_recovery"] = float(np.mean(recs)) if recs else None
         metrics["best_sequence"] = ds[summary["best_seq_idx"]].sequence
@@ -188,8 +205,16 @@ def evaluate_group(
             if f.pdb_string is not None:
                 pdb_rel = f"{FOLDED_DIR}/{s.file_stem}/seq_{i}.pdb"
                 _write_text_atomic(out_dir / pdb_rel, f.pdb_string)
-            rows.append({"seq_idx": i, "sequence": d.sequence, "mpnn_score": d.score, "native_recovery": d.recovery,
-                         **m, "folded_pdb": pdb_rel})
+            rows.append(
+                {
+                    "seq_idx": i,
+                    "sequence": d.sequence,
+                    "mpnn_score": d.score,
+                    "native_recovery": d.recovery,
+                    **m,
+                    "folded_pdb": pdb_rel,
+                }
+            )
         rec = {
             "fingerprint": fp,
             "name": s.name,
@@ -200,10 +225,18 @@ def evaluate_group(
             "native_sequence": s.sequence,
             "metrics": metrics,
             "designs": rows,
-            "timing": {"inverse_folding_s": t_design[s.name], "folding_s": t_fold, "metrics_s": t_metrics,
-                       "novelty_s": t_novelty},
-            "models": {"folding": folder.name, "folding_meaningless": folder.meaningless,
-                       "inverse_folding": designer.weights_path.name, "ca_only": designer.ca_only},
+            "timing": {
+                "inverse_folding_s": t_design[s.name],
+                "folding_s": t_fold,
+                "metrics_s": t_metrics,
+                "novelty_s": t_novelty,
+            },
+            "models": {
+                "folding": folder.name,
+                "folding_meaningless": folder.meaningless,
+                "inverse_folding": designer.weights_path.name,
+                "ca_only": designer.ca_only,
+            },
         }
         write_json_atomic(out_dir / PER_SAMPLE_DIR / f"{s.file_stem}.json", rec)
         records.append(rec)
@@ -213,16 +246,36 @@ def evaluate_group(
 def _progress(enabled: bool):
     if not enabled:
         return nullcontext(None)
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    TimeRemainingColumn(), TextColumn("{task.fields[stage]}"))
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[stage]}"),
+    )
 
 
 def _instantiate(node: Any) -> Any:
+    """``hydra.utils.instantiate``, re-raising the model's own error (e.g. missing weights) unwrapped."""
+    from hydra.errors import InstantiationException
     from hydra.utils import instantiate
 
-    return instantiate(node)
+    try:
+        return instantiate(node)
+    except InstantiationException as err:
+        if isinstance(err.__cause__, (RuntimeError, OSError, ValueError, ImportError)):
+            raise err.__cause__ from None
+        raise
 
 
 def evaluate(cfg: Any) -> dict:
@@ -260,9 +313,14 @@ def evaluate(cfg: Any) -> dict:
     groups = make_groups(samples, int(cfg.get("group_size", 4)))
     pending = [g for g in groups if any(s.name not in done for s in g)]
     n_todo = sum(1 for g in pending for s in g if s.name not in done)
-    log.info("%d samples (%d finished, %d to evaluate) in %d groups", len(samples), len(samples) - n_todo, n_todo, len(pending))
+    log.info(
+        "%d samples (%d finished, %d to evaluate) in %d groups",
+        len(samples),
+        len(samples) - n_todo,
+        n_todo,
+        len(pending),
+    )
 
-    meta = {"folding": None, "folding_meaningless": None}
     if pending:
         folder = _instantiate(cfg["folding"])  # first: missing ESMFold weights fail before any work
         designer = _instantiate(cfg["inverse_folding"])
@@ -271,16 +329,26 @@ def evaluate(cfg: Any) -> dict:
             from flowbb.eval.novelty import NoveltySearcher, load_reference
 
             nv = cfg["novelty"]
-            ref = load_reference(cfg["reference"], int(nv.get("min_reference_length", 20)), int(nv.get("num_workers", 0)),
-                                 cache=out_dir / "reference_cache.npz")
+            ref = load_reference(
+                cfg["reference"],
+                int(nv.get("min_reference_length", 20)),
+                int(nv.get("num_workers", 0)),
+                cache=out_dir / "reference_cache.npz",
+            )
             log.info("novelty reference: %d chains from %s", len(ref), ref.source)
-            searcher = NoveltySearcher(ref, int(nv.get("num_workers", 0)), float(nv.get("min_length_ratio", 0.5)),
-                                       float(nv.get("max_length_ratio", 2.0)))
+            searcher = NoveltySearcher(
+                ref,
+                int(nv.get("num_workers", 0)),
+                float(nv.get("min_length_ratio", 0.5)),
+                float(nv.get("max_length_ratio", 2.0)),
+            )
         try:
             with _progress(bool(cfg.get("progress", True))) as prog:
                 task = None
                 if prog is not None:
-                    task = prog.add_task("evaluate", total=len(samples), completed=len(samples) - n_todo, stage="")
+                    task = prog.add_task(
+                        "evaluate", total=len(samples), completed=len(samples) - n_todo, stage=""
+                    )
                 for g in pending:
                     skip = {s.name for s in g if s.name in done}
 

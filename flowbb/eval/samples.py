@@ -63,7 +63,9 @@ def sample_name(path: Path, root: Path) -> str:
     return _EXT.sub("", path.relative_to(root).as_posix())
 
 
-def discover_samples(samples_dir: str | Path, exclude: list[str] | tuple[str, ...] = ("*traj*",)) -> list[Path]:
+def discover_samples(
+    samples_dir: str | Path, exclude: list[str] | tuple[str, ...] = ("*traj*",)
+) -> list[Path]:
     """Structure files under ``samples_dir`` (recursive), sorted, minus names matching an ``exclude`` glob.
 
     Raises:
@@ -81,7 +83,9 @@ def discover_samples(samples_dir: str | Path, exclude: list[str] | tuple[str, ..
             continue
         files.append(p)
     if not files:
-        raise FileNotFoundError(f"samples_dir={samples_dir}: no structure files (.pdb/.cif/.bcif, optionally .gz)")
+        raise FileNotFoundError(
+            f"samples_dir={samples_dir}: no structure files (.pdb/.cif/.bcif, optionally .gz)"
+        )
     return files
 
 

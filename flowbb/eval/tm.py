@@ -6,12 +6,13 @@ TM-align finds its own residue alignment, so the two chains may differ in length
 from __future__ import annotations
 
 from dataclasses import dataclass
-
 from typing import Any
 
 import numpy as np
 
-ArrayLike = Any  # numpy array or torch tensor [L, 3]; torch is not imported here (worker processes stay light)
+ArrayLike = (
+    Any  # numpy array or torch tensor [L, 3]; torch is not imported here (worker processes stay light)
+)
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,9 @@ def _as_sequence(seq: str | None, length: int, name: str) -> str:
     return seq.upper()
 
 
-def tm_align(ca_1: ArrayLike, ca_2: ArrayLike, seq_1: str | None = None, seq_2: str | None = None) -> TMResult:
+def tm_align(
+    ca_1: ArrayLike, ca_2: ArrayLike, seq_1: str | None = None, seq_2: str | None = None
+) -> TMResult:
     """TM-align two CA traces.
 
     Args:
@@ -68,7 +71,9 @@ def tm_align(ca_1: ArrayLike, ca_2: ArrayLike, seq_1: str | None = None, seq_2: 
     return TMResult(float(res.tm_norm_chain1), float(res.tm_norm_chain2), float(res.rmsd))
 
 
-def tm_score(ca_query: ArrayLike, ca_target: ArrayLike, seq_query: str | None = None, seq_target: str | None = None) -> float:
+def tm_score(
+    ca_query: ArrayLike, ca_target: ArrayLike, seq_query: str | None = None, seq_target: str | None = None
+) -> float:
     """TM-score of ``ca_query`` against ``ca_target`` normalised by the query's length.
 
     Args:

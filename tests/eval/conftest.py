@@ -1,0 +1,47 @@
+"""Fixtures for the evaluation tests: small real chains from ``../shared/data`` used as "samples"."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from flowbb.data.structure_io import read_chains
+
+# three small single-chain proteins of the ddg set (SH3 57 aa, BPTI 58 aa, cold-shock protein 67 aa)
+SMALL_CHAINS = ("1SHG.pdb", "1BPI.pdb", "1CSP.pdb")
+
+
+@pytest.fixture(scope="session")
+def small_chain_files(shared_data: Path) -> list[Path]:
+    """Paths of three small real chains (read-only)."""
+    files = [shared_data / "pdb" / "ddg" / name for name in SMALL_CHAINS]
+    missing = [f for f in files if not f.is_file()]
+    if missing:
+        pytest.skip(f"missing shared files: {missing}")
+    return files
+
+
+@pytest.fixture(scope="session")
+def small_chains(small_chain_files: list[Path]) -> list:
+    """First chain (ChainData) of each small file."""
+    return [read_chains(f).chains[0] for f in small_chain_files]
+
+
+@pytest.fixture(scope="session")
+def samples_dir(small_chain_files: list[Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder holding copies of the small chains, used as samples (plus a trajectory file to be skipped)."""
+    root = tmp_path_factory.mktemp("samples")
+    for f in small_chain_files:
+        shutil.copy(f, root / f.name)
+    shutil.copy(small_chain_files[0], root / "sample_0_traj.pdb")
+    return root
+
+
+@pytest.fixture(scope="session")
+def designer():
+    """ProteinMPNN v_48_020 with its real weights, on CPU."""
+    from flowbb.eval.inverse_folding import ProteinMPNNDesigner
+
+    return ProteinMPNNDesigner(device="cpu")
