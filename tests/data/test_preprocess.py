@@ -134,26 +134,26 @@ def test_resume_after_partial_run_equals_uninterrupted(small_raw, small_store, t
 
 
 def test_sigkill_then_resume_equals_uninterrupted(tmp_path, db55_files, ddg_files, copy_to):
-    raw = copy_to(db55_files[:60] + ddg_files[:10], tmp_path / "raw")
+    raw = copy_to(db55_files[:26] + ddg_files[:6], tmp_path / "raw")
     cmd = [sys.executable, str(REPO / "scripts" / "preprocess.py"), f"raw_dir={raw}", "num_workers=2", "progress=false",
            "chunksize=1"]
     killed = tmp_path / "killed"
     proc = subprocess.Popen(cmd + [f"out_dir={killed}"], start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 60
-    while time.time() < deadline and len(list((killed / "shards").glob("*/*.npz"))) < 10:
+    while time.time() < deadline and len(list((killed / "shards").glob("*/*.npz"))) < 5:
         time.sleep(0.01)
     os.killpg(proc.pid, signal.SIGKILL)  # the driver and its workers, mid-run
     proc.wait()
     done_before = len(list((killed / "shards").glob("*/*.npz")))
-    assert 10 <= done_before < 70 and not (killed / "metadata.parquet").exists()
+    assert 5 <= done_before < 32 and not (killed / "metadata.parquet").exists()
     resumed = subprocess.run(cmd + [f"out_dir={killed}"], capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
-    clean = tmp_path / "clean"
-    subprocess.run(cmd + [f"out_dir={clean}"], check=True, capture_output=True)
+    clean = tmp_path / "clean"  # uninterrupted, in one process: the store must not depend on scheduling
+    preprocess(raw, clean, num_workers=0, progress=False)
     _same_store(killed, clean)
     import json
 
     summary = json.loads((killed / "summary.json").read_text())
-    assert summary["processed_this_run"] <= 70 - done_before
-    assert summary["files_total"] == 70 and "chains kept" in resumed.stdout
+    assert summary["processed_this_run"] <= 32 - done_before
+    assert summary["files_total"] == 32 and "chains kept" in resumed.stdout
