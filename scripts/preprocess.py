@@ -34,8 +34,10 @@ def main(cfg: DictConfig) -> None:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
     print(format_summary(summary))
-    print(f"wrote {Path(cfg.out_dir) / 'metadata.parquet'}; per-file status in {Path(cfg.out_dir) / 'files.csv'}, "
-          f"log in {Path(cfg.out_dir) / 'preprocess.log'}")
+    print(
+        f"wrote {Path(cfg.out_dir) / 'metadata.parquet'}; per-file status in {Path(cfg.out_dir) / 'files.csv'}, "
+        f"log in {Path(cfg.out_dir) / 'preprocess.log'}"
+    )
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ must not inject its own distributed sampler: use ``Trainer(use_distributed_sampl
 from __future__ import annotations
 
 import logging
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 class _EpochForwarder:
     """``batch_sampler.sampler`` stand-in so that Lightning's ``_set_sampler_epoch`` reaches the batcher."""
 
-    def __init__(self, owner: "LengthBatchSampler") -> None:
+    def __init__(self, owner: LengthBatchSampler) -> None:
         self._owner = owner
 
     def set_epoch(self, epoch: int) -> None:
@@ -159,7 +159,7 @@ class LengthBatchSampler:
         if batches and len(batches) % world:
             extra = world - len(batches) % world
             batches = batches + [batches[i % len(batches)] for i in range(extra)]
-        mine = batches[self.rank:: world]
+        mine = batches[self.rank :: world]
         self._cache = (epoch, mine)
         return mine
 

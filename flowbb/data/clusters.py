@@ -65,10 +65,12 @@ def clusters_from_file(metadata, path: str | Path) -> np.ndarray:
 
 
 def _kmers(sequence: str, k: int) -> set[str]:
-    return {sequence[i: i + k] for i in range(len(sequence) - k + 1)} or {sequence}
+    return {sequence[i : i + k] for i in range(len(sequence) - k + 1)} or {sequence}
 
 
-def kmer_clusters(sequences: list[str], k: int = 3, min_similarity: float = 0.5, max_postings: int = 5000) -> np.ndarray:
+def kmer_clusters(
+    sequences: list[str], k: int = 3, min_similarity: float = 0.5, max_postings: int = 5000
+) -> np.ndarray:
     """Greedy k-mer containment clustering (see module docstring).
 
     Args:
@@ -105,8 +107,13 @@ def kmer_clusters(sequences: list[str], k: int = 3, min_similarity: float = 0.5,
     return _dense(rep_of.tolist())
 
 
-def compute_clusters(metadata, clusters_file: str | Path | None = None, method: str = "exact", k: int = 3,
-                     min_similarity: float = 0.5) -> np.ndarray:
+def compute_clusters(
+    metadata,
+    clusters_file: str | Path | None = None,
+    method: str = "exact",
+    k: int = 3,
+    min_similarity: float = 0.5,
+) -> np.ndarray:
     """Cluster id per row: from ``clusters_file`` when given, else computed with ``method``.
 
     Args:

@@ -87,13 +87,29 @@ class ProteinDataModule(L.LightningDataModule):
         super().__init__()
         self.processed_dir = Path(processed_dir)
         self.filter_cfg = FilterConfig.from_dict(_plain(filters))
-        self.cluster_cfg = {"enabled": True, "file": None, "method": "exact", "k": 3, "min_similarity": 0.5,
-                            **(_plain(clusters) or {})}
-        self.batcher_cfg = {"budget": "tokens", "max_tokens": 16384, "max_batch_size": None,
-                            "max_squared_res": None, **(_plain(batcher) or {})}
+        self.cluster_cfg = {
+            "enabled": True,
+            "file": None,
+            "method": "exact",
+            "k": 3,
+            "min_similarity": 0.5,
+            **(_plain(clusters) or {}),
+        }
+        self.batcher_cfg = {
+            "budget": "tokens",
+            "max_tokens": 16384,
+            "max_batch_size": None,
+            "max_squared_res": None,
+            **(_plain(batcher) or {}),
+        }
         self.dataset_cfg = {"center": True, "drop_unmodeled": True, **(_plain(dataset) or {})}
         self.split_cfg = {"num_val_chains": 8, "seed": 0, **(_plain(split) or {})}
-        self.loader_cfg = {"num_workers": 0, "pin_memory": False, "persistent_workers": False, **(_plain(loader) or {})}
+        self.loader_cfg = {
+            "num_workers": 0,
+            "pin_memory": False,
+            "persistent_workers": False,
+            **(_plain(loader) or {}),
+        }
         self.seed = int(seed)
         self.demo_cfg = _plain(demo)
         self.train_dataset: ProteinChainDataset | None = None
@@ -128,17 +144,31 @@ class ProteinDataModule(L.LightningDataModule):
                 f"(removed per filter: {self.filter_counts})"
             )
         cfg = self.cluster_cfg
-        clusters = compute_clusters(meta.iloc[rows], clusters_file=cfg.get("file"), method=cfg.get("method", "exact"),
-                                    k=int(cfg.get("k", 3)), min_similarity=float(cfg.get("min_similarity", 0.5)))
-        train_pos, val_pos = split_by_cluster(clusters, int(self.split_cfg["num_val_chains"]),
-                                              int(self.split_cfg["seed"]))
-        ds_kwargs = dict(center=bool(self.dataset_cfg["center"]), drop_unmodeled=bool(self.dataset_cfg["drop_unmodeled"]))
+        clusters = compute_clusters(
+            meta.iloc[rows],
+            clusters_file=cfg.get("file"),
+            method=cfg.get("method", "exact"),
+            k=int(cfg.get("k", 3)),
+            min_similarity=float(cfg.get("min_similarity", 0.5)),
+        )
+        train_pos, val_pos = split_by_cluster(
+            clusters, int(self.split_cfg["num_val_chains"]), int(self.split_cfg["seed"])
+        )
+        ds_kwargs = {
+            "center": bool(self.dataset_cfg["center"]),
+            "drop_unmodeled": bool(self.dataset_cfg["drop_unmodeled"]),
+        }
         self.train_dataset = ProteinChainDataset(store, rows[train_pos], **ds_kwargs)
         self.val_dataset = ProteinChainDataset(store, rows[val_pos], **ds_kwargs)
         self.train_clusters = clusters[train_pos] if cfg.get("enabled", True) else None
         log.info(
             "data: %d chains in store, %d pass filters (removed per filter: %s), %d clusters; train %d, val %d",
-            len(meta), len(rows), self.filter_counts, len(np.unique(clusters)), len(train_pos), len(val_pos),
+            len(meta),
+            len(rows),
+            self.filter_counts,
+            len(np.unique(clusters)),
+            len(train_pos),
+            len(val_pos),
         )
 
     # ------------------------------------------------------------ loaders
@@ -150,7 +180,9 @@ class ProteinDataModule(L.LightningDataModule):
             return torch.distributed.get_world_size(), torch.distributed.get_rank()
         return 1, 0
 
-    def batch_sampler(self, dataset: ProteinChainDataset, clusters: np.ndarray | None, shuffle: bool) -> LengthBatchSampler:
+    def batch_sampler(
+        self, dataset: ProteinChainDataset, clusters: np.ndarray | None, shuffle: bool
+    ) -> LengthBatchSampler:
         """The length batcher for a dataset (rank/world size from the trainer when attached)."""
         world, rank = self._world()
         cfg = self.batcher_cfg
@@ -167,7 +199,9 @@ class ProteinDataModule(L.LightningDataModule):
             shuffle=shuffle,
         )
 
-    def _loader(self, dataset: ProteinChainDataset, sampler: LengthBatchSampler) -> torch.utils.data.DataLoader:
+    def _loader(
+        self, dataset: ProteinChainDataset, sampler: LengthBatchSampler
+    ) -> torch.utils.data.DataLoader:
         workers = int(self.loader_cfg["num_workers"])
         return torch.utils.data.DataLoader(
             dataset,
@@ -180,7 +214,9 @@ class ProteinDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> torch.utils.data.DataLoader:
         self.setup("fit")
-        return self._loader(self.train_dataset, self.batch_sampler(self.train_dataset, self.train_clusters, True))
+        return self._loader(
+            self.train_dataset, self.batch_sampler(self.train_dataset, self.train_clusters, True)
+        )
 
     def val_dataloader(self) -> torch.utils.data.DataLoader:
         self.setup("validate")

@@ -15,8 +15,8 @@ res_mask [B, L], residue_index [B, L], lengths [B], row [B].
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -34,8 +34,13 @@ class ProteinChainDataset(torch.utils.data.Dataset):
         drop_unmodeled: leave out residues lacking N, CA or C (their positions carry no frame).
     """
 
-    def __init__(self, store: ProcessedStore | str | Path, rows: Sequence[int] | np.ndarray | None = None,
-                 center: bool = True, drop_unmodeled: bool = True) -> None:
+    def __init__(
+        self,
+        store: ProcessedStore | str | Path,
+        rows: Sequence[int] | np.ndarray | None = None,
+        center: bool = True,
+        drop_unmodeled: bool = True,
+    ) -> None:
         self.store = store if isinstance(store, ProcessedStore) else ProcessedStore(store)
         self.rows = np.arange(len(self.store)) if rows is None else np.asarray(rows, dtype=np.int64)
         self.center = center
@@ -55,7 +60,10 @@ class ProteinChainDataset(torch.utils.data.Dataset):
         res_mask = atom_mask[:, :3].all(axis=1)
         if self.drop_unmodeled:
             atoms, atom_mask, residue_index, res_mask = (
-                atoms[res_mask], atom_mask[res_mask], residue_index[res_mask], res_mask[res_mask]
+                atoms[res_mask],
+                atom_mask[res_mask],
+                residue_index[res_mask],
+                res_mask[res_mask],
             )
             if len(residue_index):
                 residue_index = residue_index - residue_index[0]

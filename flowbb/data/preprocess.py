@@ -55,7 +55,9 @@ class PreprocessParams:
     dssp_method: str = "flowbb"
 
     def key(self) -> str:
-        return hashlib.sha1(json.dumps({**asdict(self), "v": SHARD_VERSION}, sort_keys=True).encode()).hexdigest()[:16]
+        return hashlib.sha1(
+            json.dumps({**asdict(self), "v": SHARD_VERSION}, sort_keys=True).encode()
+        ).hexdigest()[:16]
 
 
 # ---------------------------------------------------------------- walking
@@ -66,7 +68,9 @@ def list_input_files(raw_dir: Path, exclude: Path | None = None) -> list[str]:
     for dirpath, dirnames, filenames in os.walk(raw_dir, followlinks=True):
         here = Path(dirpath)
         dirnames[:] = sorted(
-            d for d in dirnames if not d.startswith(".") and (exclude is None or (here / d).resolve() != exclude)
+            d
+            for d in dirnames
+            if not d.startswith(".") and (exclude is None or (here / d).resolve() != exclude)
         )
         for name in filenames:
             if name.startswith("."):
@@ -92,7 +96,9 @@ def radius_of_gyration(ca, mask) -> float:
     return float(np.sqrt(((points - points.mean(axis=0)) ** 2).sum(axis=1).mean()))
 
 
-def process_file(raw_dir: Path, rel_path: str, params: PreprocessParams) -> tuple[dict, dict[str, np.ndarray]]:
+def process_file(
+    raw_dir: Path, rel_path: str, params: PreprocessParams
+) -> tuple[dict, dict[str, np.ndarray]]:
     """Parse one file into chain records + concatenated per-residue arrays.
 
     Returns:
@@ -101,8 +107,14 @@ def process_file(raw_dir: Path, rel_path: str, params: PreprocessParams) -> tupl
         with the chains' residues concatenated in record order.
     """
     path = raw_dir / rel_path
-    meta: dict = {"source_file": rel_path, "status": "ok", "reason": "", "detail": "", "chains": [],
-                  "num_short_chains": 0}
+    meta: dict = {
+        "source_file": rel_path,
+        "status": "ok",
+        "reason": "",
+        "detail": "",
+        "chains": [],
+        "num_short_chains": 0,
+    }
     parts: list[dict[str, np.ndarray]] = []
     try:
         parsed = read_chains(path)
@@ -154,9 +166,12 @@ def process_file(raw_dir: Path, rel_path: str, params: PreprocessParams) -> tupl
             }
         )
     if not meta["chains"]:
-        meta.update(status="skipped", reason=TOO_SHORT,
-                    detail=f"{len(parsed.chains)} protein chain(s), longest "
-                           f"{max(c.modeled_length for c in parsed.chains)} modeled residues")
+        meta.update(
+            status="skipped",
+            reason=TOO_SHORT,
+            detail=f"{len(parsed.chains)} protein chain(s), longest "
+            f"{max(c.modeled_length for c in parsed.chains)} modeled residues",
+        )
     return meta, _concat(parts)
 
 
@@ -195,9 +210,11 @@ def _shard_is_current(out_dir: Path, raw_dir: Path, rel_path: str, params: Prepr
     if not path.is_file():
         return False
     meta = _read_shard_meta(path)
-    return meta is not None and meta.get("source_file") == rel_path and meta.get(
-        "fingerprint"
-    ) == _fingerprint(raw_dir, rel_path, params)
+    return (
+        meta is not None
+        and meta.get("source_file") == rel_path
+        and meta.get("fingerprint") == _fingerprint(raw_dir, rel_path, params)
+    )
 
 
 # globals of a worker process (set once by the pool initializer; fork start method shares the imports)
@@ -218,10 +235,27 @@ def _work(rel_path: str) -> tuple[str, str, str, int]:
 
 # ---------------------------------------------------------------- consolidation
 METADATA_COLUMNS = [
-    "chain_id", "source_file", "pdb_id", "entity_id", "length", "modeled_length", "sequence", "resolution",
-    "method", "deposition_date", "oligomeric_detail", "num_chains_in_file", "helix_frac", "strand_frac",
-    "coil_frac", "secondary_structure", "radius_of_gyration", "num_chain_breaks", "first_residue_number",
-    "last_residue_number", "has_insertion_codes",
+    "chain_id",
+    "source_file",
+    "pdb_id",
+    "entity_id",
+    "length",
+    "modeled_length",
+    "sequence",
+    "resolution",
+    "method",
+    "deposition_date",
+    "oligomeric_detail",
+    "num_chains_in_file",
+    "helix_frac",
+    "strand_frac",
+    "coil_frac",
+    "secondary_structure",
+    "radius_of_gyration",
+    "num_chain_breaks",
+    "first_residue_number",
+    "last_residue_number",
+    "has_insertion_codes",
 ]
 
 
@@ -258,8 +292,15 @@ def consolidate(out_dir: Path, structure_files: list[str], ignored_files: list[s
 
     frame = pd.DataFrame.from_records(records, columns=METADATA_COLUMNS + ["offset"])
     frame.insert(0, "row", np.arange(len(frame), dtype=np.int64))
-    for column in ("length", "modeled_length", "num_chains_in_file", "num_chain_breaks", "first_residue_number",
-                   "last_residue_number", "offset"):
+    for column in (
+        "length",
+        "modeled_length",
+        "num_chains_in_file",
+        "num_chain_breaks",
+        "first_residue_number",
+        "last_residue_number",
+        "offset",
+    ):
         frame[column] = frame[column].astype(np.int64)
     for column in ("resolution", "helix_frac", "strand_frac", "coil_frac", "radius_of_gyration"):
         frame[column] = frame[column].astype(np.float64)
@@ -348,9 +389,18 @@ def preprocess(
         for stale in (out_dir / "shards").glob("*/.*.tmp.npz"):
             stale.unlink(missing_ok=True)
         todo = [f for f in structure_files if not _shard_is_current(out_dir, raw_dir, f, params)]
-        log.info("run: raw_dir=%s out_dir=%s files=%d structure files=%d to process=%d (resumed: %d done) "
-                 "workers=%d params=%s", raw_dir, out_dir, len(all_files), len(structure_files), len(todo),
-                 len(structure_files) - len(todo), num_workers, asdict(params))
+        log.info(
+            "run: raw_dir=%s out_dir=%s files=%d structure files=%d to process=%d (resumed: %d done) "
+            "workers=%d params=%s",
+            raw_dir,
+            out_dir,
+            len(all_files),
+            len(structure_files),
+            len(todo),
+            len(structure_files) - len(todo),
+            num_workers,
+            asdict(params),
+        )
         for rel in ignored:
             log.info("IGNORED %s: %s", raw_dir / rel, IGNORED)
         todo.sort(key=lambda f: (-(raw_dir / f).stat().st_size, f))  # largest first: better load balance
@@ -375,11 +425,20 @@ def _log_result(raw_dir: Path, rel: str, status: str, reason: str, n_chains: int
         log.info("OK %s: %d chain(s)", raw_dir / rel, n_chains)
 
 
-def _run_pool(raw_dir: Path, out_dir: Path, params: PreprocessParams, todo: list[str], num_workers: int,
-              progress: bool, chunksize: int) -> None:
+def _run_pool(
+    raw_dir: Path,
+    out_dir: Path,
+    params: PreprocessParams,
+    todo: list[str],
+    num_workers: int,
+    progress: bool,
+    chunksize: int,
+) -> None:
     from tqdm import tqdm
 
-    bar = tqdm(total=len(todo), desc="preprocess", unit="file", disable=not progress or not todo, smoothing=0.05)
+    bar = tqdm(
+        total=len(todo), desc="preprocess", unit="file", disable=not progress or not todo, smoothing=0.05
+    )
     try:
         if num_workers <= 1:
             _init_worker(str(raw_dir), str(out_dir), params)
@@ -390,13 +449,15 @@ def _run_pool(raw_dir: Path, out_dir: Path, params: PreprocessParams, todo: list
         import multiprocessing as mp
 
         # heavy imports happen here, once, and are inherited by the forked workers
-        import biotite.structure.io.pdb  # noqa: F401
+        import biotite.structure.io.pdb
         import biotite.structure.io.pdbx  # noqa: F401
         import scipy.spatial  # noqa: F401
 
         methods = mp.get_all_start_methods()
         context = mp.get_context("fork" if "fork" in methods else None)
-        with context.Pool(num_workers, initializer=_init_worker, initargs=(str(raw_dir), str(out_dir), params)) as pool:
+        with context.Pool(
+            num_workers, initializer=_init_worker, initargs=(str(raw_dir), str(out_dir), params)
+        ) as pool:
             for result in pool.imap_unordered(_work, todo, chunksize=max(1, chunksize)):
                 _log_result(raw_dir, *result)
                 bar.update()

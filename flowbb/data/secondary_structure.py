@@ -25,8 +25,9 @@ _MIN_CA_DISTANCE = 9.0
 _MAX_PEPTIDE_BOND = 2.5
 
 
-def _hbond_keys(n: np.ndarray, ca: np.ndarray, c: np.ndarray, o: np.ndarray, h: np.ndarray,
-                has_h: np.ndarray, length: int) -> np.ndarray:
+def _hbond_keys(
+    n: np.ndarray, ca: np.ndarray, c: np.ndarray, o: np.ndarray, h: np.ndarray, has_h: np.ndarray, length: int
+) -> np.ndarray:
     """Sorted int64 keys donor * L + acceptor of the H-bonds (two best acceptors per donor, E < -0.5)."""
     from scipy.spatial import cKDTree
 
@@ -103,7 +104,9 @@ def _dssp_flowbb(atoms: np.ndarray, valid: np.ndarray, is_proline: np.ndarray) -
             cand.update(zip((i_idx + di).tolist(), (j_idx + dj).tolist()))
             cand.update(zip((j_idx + dj).tolist(), (i_idx + di).tolist()))
     if cand:
-        pairs = np.array(sorted(p for p in cand if 1 <= p[0] and p[0] + 3 <= p[1] < length - 1), dtype=np.int64)
+        pairs = np.array(
+            sorted(p for p in cand if 1 <= p[0] and p[0] + 3 <= p[1] < length - 1), dtype=np.int64
+        )
     else:
         pairs = np.zeros((0, 2), dtype=np.int64)
     strand = np.zeros(length, dtype=bool)
@@ -123,7 +126,11 @@ def _dssp_flowbb(atoms: np.ndarray, valid: np.ndarray, is_proline: np.ndarray) -
         ladders: list[dict] = []
         for bi_, bj_, kind in bridges:
             for lad in ladders:
-                if lad["type"] != kind or bi_ != lad["i"][-1] + 1 or not no_break(np.array(lad["i"][-1]), np.array(bi_)):
+                if (
+                    lad["type"] != kind
+                    or bi_ != lad["i"][-1] + 1
+                    or not no_break(np.array(lad["i"][-1]), np.array(bi_))
+                ):
                     continue
                 if kind == "p" and lad["j"][-1] + 1 == bj_:
                     lad["i"].append(bi_)
@@ -160,8 +167,8 @@ def _dssp_flowbb(atoms: np.ndarray, valid: np.ndarray, is_proline: np.ndarray) -
                     b += 1
             a += 1
         for lad in ladders:
-            strand[min(lad["i"]): max(lad["i"]) + 1] = True
-            strand[min(lad["j"]): max(lad["j"]) + 1] = True
+            strand[min(lad["i"]) : max(lad["i"]) + 1] = True
+            strand[min(lad["j"]) : max(lad["j"]) + 1] = True
     ss[strand] = "E"
 
     # ---- n-turns and helices
@@ -225,7 +232,9 @@ def assign_dssp(atoms, mask=None, sequence: str | None = None, method: str = "fl
     valid = valid & np.isfinite(atoms).all(axis=(1, 2))
     if sequence is not None and len(sequence) != length:
         raise ValueError(f"sequence length {len(sequence)} != {length} residues")
-    is_proline = np.array([s == "P" for s in sequence], dtype=bool) if sequence else np.zeros(length, dtype=bool)
+    is_proline = (
+        np.array([s == "P" for s in sequence], dtype=bool) if sequence else np.zeros(length, dtype=bool)
+    )
     if method == "flowbb":
         return _dssp_flowbb(atoms, valid, is_proline)
     if method == "pydssp":

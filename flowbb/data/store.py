@@ -54,7 +54,7 @@ class ArrayWriter:
         """Copy one chain's arrays (each with leading dimension L) to rows ``offset:offset+L``."""
         for name, array in self.arrays.items():
             value = values[name]
-            array[offset: offset + len(value)] = value
+            array[offset : offset + len(value)] = value
 
     def commit(self) -> None:
         for name, array in self.arrays.items():

@@ -25,9 +25,9 @@ import io
 import re
 import warnings
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -44,7 +44,15 @@ NOT_A_STRUCTURE = "not a structure"
 UNSUPPORTED_FORMAT = "unsupported file extension"
 NO_PROTEIN = "no protein chain"
 CA_ONLY = "CA-only"
-REASONS = (EMPTY, TRUNCATED_GZIP, CORRUPT_COMPRESSED, NOT_A_STRUCTURE, UNSUPPORTED_FORMAT, NO_PROTEIN, CA_ONLY)
+REASONS = (
+    EMPTY,
+    TRUNCATED_GZIP,
+    CORRUPT_COMPRESSED,
+    NOT_A_STRUCTURE,
+    UNSUPPORTED_FORMAT,
+    NO_PROTEIN,
+    CA_ONLY,
+)
 
 _FORMATS = {".pdb": "pdb", ".ent": "pdb", ".cif": "cif", ".mmcif": "cif", ".bcif": "bcif"}
 _COMPRESSIONS = (".gz", ".bz2")
@@ -122,7 +130,9 @@ class ParsedStructure:
     extra: dict = field(default_factory=dict)
 
 
-def residue_index_from_numbering(residue_numbers: np.ndarray, break_after: np.ndarray | None = None) -> np.ndarray:
+def residue_index_from_numbering(
+    residue_numbers: np.ndarray, break_after: np.ndarray | None = None
+) -> np.ndarray:
     """Strictly increasing residue index starting at 0 from author numbering.
 
     The step between consecutive residues is the numbering difference when positive (gaps for missing
@@ -196,7 +206,12 @@ def _decode_text(path: Path, data: bytes) -> str:
 
 
 # ---------------------------------------------------------------- header facts
-_MONTHS = {m: i + 1 for i, m in enumerate("JAN FEB MAR APR MAY JUN JUL AUG SEP OCT NOV DEC".split())}
+_MONTHS = {
+    m: i + 1
+    for i, m in enumerate(
+        ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"]
+    )
+}
 _RESOLUTION_RE = re.compile(r"RESOLUTION\.\s+([0-9.]+)\s+ANGSTROM")
 
 
@@ -341,7 +356,7 @@ def _load(path: Path, fmt: str, data: bytes) -> tuple[object, dict]:
             facts = _cif_header(block)
     except StructureReadError:
         raise
-    except Exception as exc:  # biotite raises many types on malformed input
+    except Exception as exc:  # noqa: BLE001 -- biotite raises many types on malformed input
         raise StructureReadError(path, NOT_A_STRUCTURE, f"{type(exc).__name__}: {exc}"[:200]) from None
     if array.array_length() == 0:
         raise StructureReadError(path, NOT_A_STRUCTURE, "no atoms")
@@ -366,11 +381,17 @@ def _chains_from_array(array, facts: dict) -> tuple[list[ChainData], int]:
     atom_name = array.atom_name[sel].astype(str)
     coord = array.coord[sel].astype(np.float32)
     one = codes[inverse[sel]]
-    entity = array.label_entity_id[sel].astype(str) if "label_entity_id" in array.get_annotation_categories() else None
+    entity = (
+        array.label_entity_id[sel].astype(str)
+        if "label_entity_id" in array.get_annotation_categories()
+        else None
+    )
 
     new_res = np.ones(len(sel), dtype=bool)
     new_res[1:] = (
-        (chain_id[1:] != chain_id[:-1]) | (res_id[1:] != res_id[:-1]) | (ins_code[1:] != ins_code[:-1])
+        (chain_id[1:] != chain_id[:-1])
+        | (res_id[1:] != res_id[:-1])
+        | (ins_code[1:] != ins_code[:-1])
         | (res_name[sel][1:] != res_name[sel][:-1])
     )
     res_of_atom = np.cumsum(new_res) - 1
@@ -506,7 +527,9 @@ def format_backbone_pdb(
         raise ValueError(f"atoms must be [L, A, 3] or [M, L, A, 3], got shape {tuple(coords.shape)}")
     n_models, length, n_atoms, _ = coords.shape
     if not 1 <= n_atoms <= 4 or coords.shape[-1] != 3:
-        raise ValueError(f"atoms must have 1-4 backbone atoms (N, CA, C, O) and xyz, got {tuple(coords.shape)}")
+        raise ValueError(
+            f"atoms must have 1-4 backbone atoms (N, CA, C, O) and xyz, got {tuple(coords.shape)}"
+        )
     if length > 9999:
         raise ValueError(f"{length} residues do not fit PDB residue numbering (max 9999)")
     if len(chain_id) != 1:

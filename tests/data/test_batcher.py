@@ -25,7 +25,7 @@ def _all_ranks(lengths, world, epoch=0, **kw):
 
 @pytest.mark.parametrize("world", [1, 2, 3, 4])
 def test_budget_coverage_and_equal_counts(lengths, world):
-    kw = dict(max_tokens=4096, max_batch_size=24, seed=3)
+    kw = {"max_tokens": 4096, "max_batch_size": 24, "seed": 3}
     per_rank = _all_ranks(lengths, world, epoch=5, **kw)
     counts = {len(b) for b in per_rank}
     assert len(counts) == 1  # every rank the same number of batches

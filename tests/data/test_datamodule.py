@@ -34,22 +34,47 @@ def test_items_are_centred_and_collate_pads_with_zeros(small_store):
 
 
 def test_filters():
-    meta = pd.DataFrame({
-        "modeled_length": [50, 100, 300, 600, 200, 200],
-        "resolution": [2.0, np.nan, 6.0, 1.0, 1.5, 1.5],
-        "coil_frac": [0.2, 0.2, 0.2, 0.2, 0.8, 0.2],
-        "radius_of_gyration": [10.0, 14.0, 20.0, 30.0, 16.0, 60.0],
-        "num_chain_breaks": [0, 0, 0, 0, 0, 3],
-        "num_chains_in_file": [1, 2, 1, 1, 1, 1],
-        "oligomeric_detail": [None, "monomeric", None, "dimeric", None, None],
-        "method": ["X-RAY DIFFRACTION", "SOLUTION NMR", "X-RAY DIFFRACTION", "ELECTRON MICROSCOPY", "X", "X"],
-    })
-    keep, removed = filter_mask(meta, FilterConfig(min_length=60, max_length=512, max_resolution=5.0,
-                                                   max_coil_frac=0.5, rg_factor=3.0, max_chain_breaks=2,
-                                                   monomer_only=True))
+    meta = pd.DataFrame(
+        {
+            "modeled_length": [50, 100, 300, 600, 200, 200],
+            "resolution": [2.0, np.nan, 6.0, 1.0, 1.5, 1.5],
+            "coil_frac": [0.2, 0.2, 0.2, 0.2, 0.8, 0.2],
+            "radius_of_gyration": [10.0, 14.0, 20.0, 30.0, 16.0, 60.0],
+            "num_chain_breaks": [0, 0, 0, 0, 0, 3],
+            "num_chains_in_file": [1, 2, 1, 1, 1, 1],
+            "oligomeric_detail": [None, "monomeric", None, "dimeric", None, None],
+            "method": [
+                "X-RAY DIFFRACTION",
+                "SOLUTION NMR",
+                "X-RAY DIFFRACTION",
+                "ELECTRON MICROSCOPY",
+                "X",
+                "X",
+            ],
+        }
+    )
+    keep, removed = filter_mask(
+        meta,
+        FilterConfig(
+            min_length=60,
+            max_length=512,
+            max_resolution=5.0,
+            max_coil_frac=0.5,
+            rg_factor=3.0,
+            max_chain_breaks=2,
+            monomer_only=True,
+        ),
+    )
     assert keep.tolist() == [False, True, False, False, False, False]
-    assert removed == {"min_length": 1, "max_length": 1, "max_resolution": 1, "max_coil_frac": 1,
-                       "rg_outlier": 1, "max_chain_breaks": 1, "monomer_only": 1}
+    assert removed == {
+        "min_length": 1,
+        "max_length": 1,
+        "max_resolution": 1,
+        "max_coil_frac": 1,
+        "rg_outlier": 1,
+        "max_chain_breaks": 1,
+        "monomer_only": 1,
+    }
     keep, _ = filter_mask(meta, FilterConfig(min_length=60, max_length=None))
     assert keep.tolist() == [False, True, True, True, True, True]
     keep, _ = filter_mask(meta, FilterConfig(min_length=None, max_length=None, methods=["X-RAY"]))
@@ -71,8 +96,14 @@ def test_kmer_clusters_group_point_mutants(ddg_files):
 
 
 def test_clusters_from_rcsb_file(tmp_path):
-    meta = pd.DataFrame({"pdb_id": ["1ABC", "1ABC", "2XYZ", "3QQQ"], "entity_id": ["1", "2", "1", None],
-                         "chain_id": ["A", "B", "A", "C"], "sequence": ["AAA", "CCC", "AAA", "DDD"]})
+    meta = pd.DataFrame(
+        {
+            "pdb_id": ["1ABC", "1ABC", "2XYZ", "3QQQ"],
+            "entity_id": ["1", "2", "1", None],
+            "chain_id": ["A", "B", "A", "C"],
+            "sequence": ["AAA", "CCC", "AAA", "DDD"],
+        }
+    )
     (tmp_path / "clusters.txt").write_text("2XYZ_1 1abc_1 9ZZZ_4\n1ABC_2\n")
     ids = compute_clusters(meta, clusters_file=tmp_path / "clusters.txt")
     assert ids[0] == ids[2] and len(set(ids)) == 3  # 3QQQ_C matches no line: its own cluster
@@ -89,13 +120,15 @@ def test_split_by_cluster_keeps_clusters_whole():
 
 
 def test_datamodule_from_hydra_style_config(small_store):
-    cfg = OmegaConf.create({
-        "processed_dir": str(small_store),
-        "filters": {"min_length": 60, "max_length": 512},
-        "clusters": {"enabled": True, "method": "exact"},
-        "batcher": {"budget": "tokens", "max_tokens": 2048, "max_batch_size": 8},
-        "split": {"num_val_chains": 2, "seed": 0},
-    })
+    cfg = OmegaConf.create(
+        {
+            "processed_dir": str(small_store),
+            "filters": {"min_length": 60, "max_length": 512},
+            "clusters": {"enabled": True, "method": "exact"},
+            "batcher": {"budget": "tokens", "max_tokens": 2048, "max_batch_size": 8},
+            "split": {"num_val_chains": 2, "seed": 0},
+        }
+    )
     dm = ProteinDataModule(**cfg)
     dm.prepare_data()
     dm.setup("fit")

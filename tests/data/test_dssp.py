@@ -17,20 +17,26 @@ THREE_STATE = {"H": "H", "G": "H", "I": "H", "E": "E", "B": "E"}
 
 def _mkdssp(path) -> dict[int, str]:
     out = path.with_suffix(".dssp")
-    subprocess.run(["mkdssp", "--output-format", "dssp", str(path), str(out)], check=True, capture_output=True)
+    subprocess.run(
+        ["mkdssp", "--output-format", "dssp", str(path), str(out)], check=True, capture_output=True
+    )
     lines = out.read_text().splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith("  #  RESIDUE"))
-    return {int(line[5:10]): THREE_STATE.get(line[16], "-") for line in lines[start + 1:] if line[13] != "!"}
+    return {int(line[5:10]): THREE_STATE.get(line[16], "-") for line in lines[start + 1 :] if line[13] != "!"}
 
 
-@pytest.mark.skipif(shutil.which("mkdssp") is None, reason="reference mkdssp not installed (apt-get install dssp)")
+@pytest.mark.skipif(
+    shutil.which("mkdssp") is None, reason="reference mkdssp not installed (apt-get install dssp)"
+)
 def test_agrees_with_reference_mkdssp(ddg_files, db55_files, tmp_path):
     agree = total = 0
     for f in ddg_files[::25] + db55_files[::120]:
         for chain in read_chains(f).chains:
             if chain.modeled_length < 40:
                 continue
-            path = write_backbone_pdb(tmp_path / "c.pdb", chain.atoms, chain.sequence, atom_mask=chain.atom_mask)
+            path = write_backbone_pdb(
+                tmp_path / "c.pdb", chain.atoms, chain.sequence, atom_mask=chain.atom_mask
+            )
             ref = _mkdssp(path)
             ss = assign_dssp(chain.atoms, chain.atom_mask, chain.sequence)
             for i in np.nonzero(chain.atom_mask.all(1))[0]:
@@ -71,6 +77,10 @@ def test_beta_protein_and_fraction_edge_cases(db55_files):
             fractions.append(ss_fractions(ss, chain.res_mask)["strand_frac"])
     assert max(fractions) > 0.35  # db55 holds beta-rich antibodies and proteases
     assert all(np.isnan(v) for v in ss_fractions("").values())
-    assert ss_fractions("HHEE--", np.array([1, 1, 1, 1, 0, 0], bool)) == {"helix_frac": 0.5, "strand_frac": 0.5, "coil_frac": 0.0}
+    assert ss_fractions("HHEE--", np.array([1, 1, 1, 1, 0, 0], bool)) == {
+        "helix_frac": 0.5,
+        "strand_frac": 0.5,
+        "coil_frac": 0.0,
+    }
     with pytest.raises(ValueError):
         assign_dssp(np.zeros((5, 3, 3)))

