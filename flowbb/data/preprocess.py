@@ -425,6 +425,10 @@ def _log_result(raw_dir: Path, rel: str, status: str, reason: str, n_chains: int
         log.info("OK %s: %d chain(s)", raw_dir / rel, n_chains)
 
 
+def _work_many(rel_paths: list[str]) -> list[tuple[str, str, str, int]]:
+    return [_work(rel) for rel in rel_paths]
+
+
 def _run_pool(
     raw_dir: Path,
     out_dir: Path,
@@ -434,6 +438,14 @@ def _run_pool(
     progress: bool,
     chunksize: int,
 ) -> None:
+    """Process ``todo`` (in this process for num_workers <= 1, else in a process pool).
+
+    A worker that dies (e.g. killed for memory) stops the run with a :class:`PreprocessError` naming the
+    files in flight; every shard written so far is kept, so re-running resumes.
+    """
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
+
     from tqdm import tqdm
 
     bar = tqdm(
@@ -453,14 +465,42 @@ def _run_pool(
         import biotite.structure.io.pdbx  # noqa: F401
         import scipy.spatial  # noqa: F401
 
-        methods = mp.get_all_start_methods()
-        context = mp.get_context("fork" if "fork" in methods else None)
-        with context.Pool(
-            num_workers, initializer=_init_worker, initargs=(str(raw_dir), str(out_dir), params)
+        context = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else None)
+        size = max(1, chunksize)
+        chunks = iter([todo[i : i + size] for i in range(0, len(todo), size)])
+        with ProcessPoolExecutor(
+            num_workers,
+            mp_context=context,
+            initializer=_init_worker,
+            initargs=(str(raw_dir), str(out_dir), params),
         ) as pool:
-            for result in pool.imap_unordered(_work, todo, chunksize=max(1, chunksize)):
-                _log_result(raw_dir, *result)
-                bar.update()
+            pending: dict = {}
+
+            def submit() -> None:
+                chunk = next(chunks, None)
+                if chunk is not None:
+                    pending[pool.submit(_work_many, chunk)] = chunk
+
+            for _ in range(4 * num_workers):
+                submit()
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    chunk = pending.pop(future)
+                    try:
+                        results = future.result()
+                    except BrokenProcessPool:
+                        in_flight = sorted({f for c in [chunk, *pending.values()] for f in c})
+                        raise PreprocessError(
+                            "a worker process died (out of memory?) while processing one of "
+                            f"{', '.join(str(raw_dir / f) for f in in_flight[:20])}; the files done so far are "
+                            "kept: re-run the same command to resume (move a file that keeps failing out of "
+                            "raw_dir)"
+                        ) from None
+                    for result in results:
+                        _log_result(raw_dir, *result)
+                        bar.update()
+                    submit()
     finally:
         bar.close()
 

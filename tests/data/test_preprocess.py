@@ -211,3 +211,23 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path, db55_files, ddg_file
     summary = json.loads((killed / "summary.json").read_text())
     assert summary["processed_this_run"] <= 32 - done_before
     assert summary["files_total"] == 32 and "chains kept" in resumed.stdout
+
+
+def test_dead_worker_stops_with_clear_error_then_resumes(small_raw, small_store, tmp_path, monkeypatch):
+    import flowbb.data.preprocess as pre
+
+    real = pre.process_file
+    victim = sorted(p.relative_to(small_raw).as_posix() for p in small_raw.rglob("*.pdb*"))[3]
+
+    def dying(raw_dir, rel_path, params):
+        if rel_path == victim:
+            os._exit(137)  # what an out-of-memory kill looks like to the pool
+        return real(raw_dir, rel_path, params)
+
+    monkeypatch.setattr(pre, "process_file", dying)  # forked workers inherit the patch
+    with pytest.raises(PreprocessError, match="worker process died") as info:
+        preprocess(small_raw, tmp_path / "out", num_workers=2, progress=False, chunksize=1)
+    assert victim in str(info.value)
+    monkeypatch.setattr(pre, "process_file", real)
+    preprocess(small_raw, tmp_path / "out", num_workers=2, progress=False)
+    _same_store(tmp_path / "out", small_store)
