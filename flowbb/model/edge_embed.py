@@ -50,6 +50,10 @@ class DenseEdgeEmbedder(nn.Module):
     Features per pair (i, j): projected node features of i and j (``c_p`` each), a sinusoidal encoding of
     the sequence offset ``r_j - r_i`` (``c_p``, linearly mixed), RBF distograms of ``|x_i - x_j|`` for the
     current and the self-conditioning translations (``num_bins`` each) -> MLP -> LayerNorm, masked.
+
+    The MLP's first layer acts on the concatenation of these features; it is evaluated block by block
+    (node terms per residue, offset terms per distinct offset, distogram terms per pair), which is the
+    same function without materialising the concatenated ``[B, L, L, 3 c_p + 2 num_bins]`` tensor.
     """
 
     def __init__(self, c_s: int, c_z: int, c_p: int = 64, num_bins: int = 22, max_dist: float = 20.0) -> None:
@@ -59,6 +63,27 @@ class DenseEdgeEmbedder(nn.Module):
         self.linear_relpos = nn.Linear(c_p, c_p)
         self.mlp = _mlp(3 * c_p + 2 * num_bins, c_z, c_z, n_hidden=2)
         self.layer_norm = nn.LayerNorm(c_z)
+
+    def first_layer(
+        self, s: Tensor, trans: Tensor, sc_trans: Tensor, residue_index: Tensor, mask: Tensor
+    ) -> Tensor:
+        """``mlp[0]`` applied to the concatenated features ``[p_i, p_j, relpos_ij, dist_ij, sc_dist_ij]``,
+        ``[B, L, L, c_z]``."""
+        cp, nb = self.c_p, self.num_bins
+        lin = self.mlp[0]
+        w_i, w_j, w_rel, w_d, w_sc = lin.weight.split([cp, cp, cp, nb, nb], dim=1)
+        p = self.linear_s_p(s)  # [B, L, c_p]
+        h_i = p @ w_i.T  # [B, L, c_z]
+        h_j = p @ w_j.T
+        offset = residue_index[:, None, :] - residue_index[:, :, None]  # [B, L, L]
+        lo = int(offset.min())
+        table = torch.arange(lo, int(offset.max()) + 1, device=s.device).to(s.dtype)
+        rel = self.linear_relpos(sinusoidal_embedding(table, cp)) @ w_rel.T  # [n_offsets, c_z]
+        h = rel[offset - lo]  # [B, L, L, c_z]
+        h = h + h_i[:, :, None, :] + h_j[:, None, :, :] + lin.bias
+        h = h + rbf_distogram(_pairwise_dist(trans), nb, self.max_dist) @ w_d.T
+        m = mask.to(s.dtype)
+        return h + rbf_distogram(_pairwise_dist(sc_trans * m[..., None]), nb, self.max_dist) @ w_sc.T
 
     def forward(
         self, s: Tensor, trans: Tensor, sc_trans: Tensor, residue_index: Tensor, mask: Tensor
@@ -72,14 +97,23 @@ class DenseEdgeEmbedder(nn.Module):
             z ``[B, L, L, c_z]``, zero where either residue is padding.
         """
         m = mask.to(s.dtype)
-        pair_mask = m[:, :, None] * m[:, None, :]
+        h = self.first_layer(s, trans, sc_trans, residue_index, mask)
+        for layer in list(self.mlp)[1:]:
+            h = layer(h)
+        z = self.layer_norm(h)
+        return z * (m[:, :, None] * m[:, None, :])[..., None]
+
+    def concat_features(
+        self, s: Tensor, trans: Tensor, sc_trans: Tensor, residue_index: Tensor, mask: Tensor
+    ) -> Tensor:
+        """The concatenated per-pair features ``[B, L, L, 3 c_p + 2 num_bins]`` (reference form; tests)."""
+        m = mask.to(s.dtype)
         cross = _cross_concat(self.linear_s_p(s))
         offset = residue_index[:, None, :] - residue_index[:, :, None]
         relpos = self.linear_relpos(sinusoidal_embedding(offset.to(s.dtype), self.c_p))
         dist = rbf_distogram(_pairwise_dist(trans), self.num_bins, self.max_dist)
         sc_dist = rbf_distogram(_pairwise_dist(sc_trans * m[..., None]), self.num_bins, self.max_dist)
-        z = self.layer_norm(self.mlp(torch.cat([cross, relpos, dist, sc_dist], dim=-1)))
-        return z * pair_mask[..., None]
+        return torch.cat([cross, relpos, dist, sc_dist], dim=-1)
 
 
 class DenseEdgeTransition(nn.Module):

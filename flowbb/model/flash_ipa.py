@@ -108,6 +108,47 @@ class FlashIPA(IPAParams):
         C, P, Pv, Rc = self.c_hidden, self.no_qk_points, self.no_v_points, self.z_factor_rank * self.c_z
         return C + 3 * P + 1 + Rc, C + 3 * Pv + Rc
 
+    def lift(self, p: dict[str, Tensor], z1: Tensor, z2: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Lifted queries, keys and values ``[B, L, H, width]`` (zero-padded to the backend's common width).
+
+        Args:
+            p: :meth:`project` output (points in the global, centred frame).
+            z1, z2: pair factors ``[B, L, R, c_z]``.
+        """
+        B, L, H, C = p["q"].shape
+        P, Pv, R, cz = self.no_qk_points, self.no_v_points, self.z_factor_rank, self.c_z
+        dqk, dv = self.lifted_widths()
+        width = common_width(p["q"], dqk, dv, self.backend)
+        ref = p["q"]
+
+        # Built in [B, L, H, D] layout (contiguous concatenation of contiguous pieces) and handed to the
+        # kernel as [B, H, L, D] transposed views: no extra copies.
+        def zeros(d: int) -> list[Tensor]:
+            return [ref.new_zeros(B, L, H, d)] if d > 0 else []
+
+        w = (self.gamma() * math.sqrt(2.0 / (27.0 * P))).to(ref.dtype)[None, None, :, None]  # w_h
+        k_pts = p["k_pts"].reshape(B, L, H, 3 * P)
+        k_norm = (k_pts * k_pts).sum(-1, keepdim=True)  # [B, L, H, 1]
+        b1 = torch.einsum("blrc,hc->blhrc", z1, self.linear_b.weight * math.sqrt(1.0 / 3.0))
+        z2_flat = z2.reshape(B, L, 1, R * cz).expand(B, L, H, R * cz)
+        q_t = torch.cat(
+            [
+                p["q"],
+                p["q_pts"].reshape(B, L, H, 3 * P),
+                ref.new_ones(B, L, H, 1),
+                b1.reshape(B, L, H, R * cz),
+            ]
+            + zeros(width - dqk),
+            -1,
+        )
+        k_t = torch.cat(
+            [p["k"] * (1.0 / math.sqrt(3.0 * C)), k_pts * w, k_norm * (-0.5 * w), z2_flat]
+            + zeros(width - dqk),
+            -1,
+        )
+        v_t = torch.cat([p["v"], p["v_pts"].reshape(B, L, H, 3 * Pv), z2_flat] + zeros(width - dv), -1)
+        return q_t, k_t, v_t
+
     def forward(self, s: Tensor, z1: Tensor, z2: Tensor, rots: Tensor, trans: Tensor, mask: Tensor) -> Tensor:
         """FlashIPA update.
 
@@ -126,58 +167,29 @@ class FlashIPA(IPAParams):
                 raise ValueError(
                     f"FlashIPA: {name} must be [B, L, R, c_z] = {(B, L, R, cz)}, got {tuple(f.shape)}"
                 )
-        H, C, P, Pv = self.no_heads, self.c_hidden, self.no_qk_points, self.no_v_points
+        H, C, Pv = self.no_heads, self.c_hidden, self.no_v_points
         keys = key_padding(mask)  # [B, L] bool
         m = mask.to(s.dtype)
         centre = (trans * m[..., None]).sum(1, keepdim=True) / m.sum(1)[:, None, None].clamp_min(1.0)
         trans_c = trans - centre  # [B, L, 3]; logits are translation invariant
         p = self.project(s, rots, trans_c)
 
-        dqk, dv = self.lifted_widths()
-        width = common_width(s, dqk, dv, self.backend)
-        w_h = (self.gamma() * math.sqrt(2.0 / (27.0 * P))).to(s.dtype)  # [H]
-
-        def heads_first(x: Tensor) -> Tensor:  # [B, L, H, D] -> [B, H, L, D]
-            return x.permute(0, 2, 1, 3)
-
-        def zeros(d: int) -> list[Tensor]:
-            return [s.new_zeros(B, H, L, d)] if d > 0 else []
-
-        k_pts = p["k_pts"].reshape(B, L, H, 3 * P)
-        k_norm = (k_pts * k_pts).sum(-1, keepdim=True)  # [B, L, H, 1]
-        w = w_h[None, None, :, None]
-        b1 = torch.einsum("blrc,hc->blhrc", z1, self.linear_b.weight).reshape(B, L, H, R * cz)
-        z2_flat = z2.reshape(B, L, 1, R * cz).expand(B, L, H, R * cz)
-        q_t = torch.cat(
-            [
-                heads_first(p["q"]),
-                heads_first(p["q_pts"].reshape(B, L, H, 3 * P)),
-                s.new_ones(B, H, L, 1),
-                heads_first(b1 * math.sqrt(1.0 / 3.0)),
-            ]
-            + zeros(width - dqk),
-            -1,
-        )
-        k_t = torch.cat(
-            [
-                heads_first(p["k"] * (1.0 / math.sqrt(3.0 * C))),
-                heads_first(k_pts * w),
-                heads_first(k_norm * (-0.5 * w)),
-                heads_first(z2_flat),
-            ]
-            + zeros(width - dqk),
-            -1,
-        )
-        v_t = torch.cat(
-            [heads_first(p["v"]), heads_first(p["v_pts"].reshape(B, L, H, 3 * Pv)), heads_first(z2_flat)]
-            + zeros(width - dv),
-            -1,
-        )
+        q_t, k_t, v_t = self.lift(p, z1, z2)  # [B, L, H, width]
+        del p
         key_mask = None if bool(keys.all()) else keys
-        out = attention(q_t, k_t, v_t, key_mask, scale=1.0, backend=self.backend)  # [B, H, L, >= dv]
-        out = out.permute(0, 2, 1, 3)  # [B, L, H, *]
-        o = out[..., :C]
-        o_pts = out[..., C : C + 3 * Pv].reshape(B, L, H, Pv, 3)
-        o_z2 = out[..., C + 3 * Pv : dv].reshape(B, L, H, R, cz)
-        o_pair = (z1[:, :, None] * o_z2).sum(dim=3)  # [B, L, H, c_z]
+        out = attention(
+            q_t.transpose(1, 2),
+            k_t.transpose(1, 2),
+            v_t.transpose(1, 2),
+            key_mask,
+            scale=1.0,
+            backend=self.backend,
+        )  # [B, H, L, >= dv]
+        del q_t, k_t, v_t
+        out = out.transpose(1, 2)  # [B, L, H, *]
+        dv = self.lifted_widths()[1]
+        # split (not slicing): its backward assembles the output gradient in one buffer
+        o, o_pts, o_z2, _ = out.split([C, 3 * Pv, R * cz, out.shape[-1] - dv], dim=-1)
+        o_pts = o_pts.reshape(B, L, H, Pv, 3)
+        o_pair = (z1[:, :, None] * o_z2.reshape(B, L, H, R, cz)).sum(dim=3)  # [B, L, H, c_z]
         return self.output(o, o_pts, o_pair, rots, trans_c, mask)

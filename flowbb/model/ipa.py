@@ -1,6 +1,6 @@
 """Reference Invariant Point Attention (AlphaFold2 Supplementary Algorithm 22) with a dense pair tensor.
 
-Quadratic in L (it materialises ``[B, H, L, L]`` logits and ``[B, L, L, H, P, 3]`` point differences):
+Quadratic in L (it materialises ``[B, H, L, L]`` logits and ``[B, L, L, H, 3]`` point differences):
 it is the ``ipa`` baseline and the correctness oracle for :class:`flowbb.model.flash_ipa.FlashIPA`,
 which shares its parameters (same names and shapes) through :class:`IPAParams`.
 
@@ -195,8 +195,11 @@ class InvariantPointAttention(IPAParams):
         C = self.c_hidden
         scalar = torch.einsum("bihc,bjhc->bhij", p["q"], p["k"]) / math.sqrt(C)
         bias = self.linear_b(z).permute(0, 3, 1, 2)  # [B, H, L, L]
-        diff = p["q_pts"][:, :, None] - p["k_pts"][:, None, :]  # [B, L, L, H, P, 3]
-        d2 = (diff * diff).sum(dim=(-1, -2)).permute(0, 3, 1, 2)  # [B, H, L, L]
+        d2 = scalar.new_zeros(B, L, L, self.no_heads)
+        for pt in range(self.no_qk_points):  # direct differences, one point at a time: [B, L, L, H, 3]
+            diff = p["q_pts"][:, :, None, :, pt] - p["k_pts"][:, None, :, :, pt]
+            d2 = d2 + (diff * diff).sum(-1)
+        d2 = d2.permute(0, 3, 1, 2)  # [B, H, L, L]
         gamma = self.gamma()[None, :, None, None]
         logits = self.w_l * (scalar + bias - gamma * (self.w_c / 2.0) * d2)
         keys = key_padding(mask)[:, None, None, :]

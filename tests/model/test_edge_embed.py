@@ -78,3 +78,12 @@ def test_feature_maps():
     ri = torch.tensor([[7, 8, 10, 0], [3, 4, 5, 6]])
     mask = torch.tensor([[1, 1, 1, 0], [1, 1, 1, 1]])
     assert chain_positions(ri, mask).tolist() == [[0, 1, 3, 0], [0, 1, 2, 3]]
+
+
+def test_dense_embedder_blockwise_first_layer_equals_concatenation(chain_fn):
+    s, trans, ri, mask = _batch(chain_fn)
+    ri[:, 10:] += 5  # gap
+    emb = DenseEdgeEmbedder(16, 8, c_p=8, num_bins=10).double()
+    args = (s.double(), trans.double(), trans.double() + 1.0, ri, mask)
+    ref = emb.mlp[0](emb.concat_features(*args))
+    torch.testing.assert_close(emb.first_layer(*args), ref, atol=1e-12, rtol=1e-12)
