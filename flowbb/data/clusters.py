@@ -82,6 +82,11 @@ def kmer_clusters(
     Returns:
         int64 [R] dense cluster ids.
     """
+    unique = sorted(set(sequences), key=lambda seq: (-len(seq), seq))  # identical sequences: one lookup
+    if len(unique) < len(sequences):
+        labels = kmer_clusters(unique, k=k, min_similarity=min_similarity, max_postings=max_postings)
+        of_sequence = dict(zip(unique, labels.tolist()))
+        return _dense([of_sequence[seq] for seq in sequences])
     order = sorted(range(len(sequences)), key=lambda i: (-len(sequences[i]), sequences[i], i))
     rep_of = np.empty(len(sequences), dtype=np.int64)
     index: dict[str, list[int]] = {}
