@@ -38,7 +38,7 @@ from flowbb.data.structure_io import StructureReadError, is_structure_file, read
 
 log = logging.getLogger("flowbb.preprocess")
 
-SHARD_VERSION = 1
+SHARD_VERSION = 1  # bump when the records produced for a file change: old shards are then redone
 TOO_SHORT = "no chain with min_length modeled residues"
 IGNORED = "ignored (not a structure file name)"
 

@@ -109,6 +109,7 @@ def test_missing_raw_dir_is_one_clear_error(tmp_path):
     assert "Traceback" not in result.stderr and not (tmp_path / "o").exists()
 
 
+@pytest.mark.filterwarnings("ignore:.*elements were guessed")
 def test_store_coordinates_equal_biotite(small_store, small_raw):
     store = ProcessedStore(small_store)
     meta = store.metadata
