@@ -12,16 +12,21 @@ import torch
 Tensor = torch.Tensor
 
 
-def knn(x: Tensor, mask: Tensor, k: int, chunk_size: int = 128) -> tuple[Tensor, Tensor, Tensor]:
+CHUNK_ELEMENTS = 1 << 22  # distances per chunk when chunk_size is None (16 MB in float32)
+
+
+def knn(x: Tensor, mask: Tensor, k: int, chunk_size: int | None = None) -> tuple[Tensor, Tensor, Tensor]:
     """The ``k`` nearest valid neighbours of every point (itself and padding excluded).
 
     Args:
         x: points ``[B, L, 3]`` (any float dtype).
         mask: validity ``[B, L]`` (bool or float 0/1).
         k: neighbours per point (``k >= 1``).
-        chunk_size: queries per chunk; memory of one chunk is ``B * chunk_size * L`` distances.
+        chunk_size: queries per chunk; memory of one chunk is ``B * chunk_size * L`` distances. None: about
+            ``CHUNK_ELEMENTS`` distances per chunk (memory independent of L).
     Returns:
-        idx ``[B, L, k]`` long: neighbour indices, sorted by increasing distance; 0 where ``nbr_mask`` is False.
+        idx ``[B, L, k]`` long: neighbour indices, sorted by increasing distance (up to rounding); 0 where
+            ``nbr_mask`` is False.
         dist ``[B, L, k]``: Euclidean distances ``|x_i - x_idx|`` (differentiable w.r.t. ``x``); 0 where masked.
         nbr_mask ``[B, L, k]`` bool: True for real neighbours. False for every slot of a padded query and for
         the slots beyond the number of valid neighbours when a chain has fewer than ``k + 1`` valid points.
@@ -32,9 +37,11 @@ def knn(x: Tensor, mask: Tensor, k: int, chunk_size: int = 128) -> tuple[Tensor,
         raise ValueError(f"knn: mask must be [B, L] = {tuple(x.shape[:2])}, got {tuple(mask.shape)}")
     if k < 1:
         raise ValueError(f"knn: k must be >= 1, got {k}")
+    B, L, _ = x.shape
+    if chunk_size is None:
+        chunk_size = max(1, CHUNK_ELEMENTS // max(B * L, 1))
     if chunk_size < 1:
         raise ValueError(f"knn: chunk_size must be >= 1, got {chunk_size}")
-    B, L, _ = x.shape
     valid = mask.bool()
     k_eff = min(k, max(L - 1, 0))
     idx = torch.zeros(B, L, k, dtype=torch.long, device=x.device)

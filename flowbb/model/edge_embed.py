@@ -160,7 +160,7 @@ class FactorizedEdgeEmbedder(nn.Module):
         max_offset: int = 32,
         c_offset: int = 16,
         c_hidden: int | None = None,
-        knn_chunk: int = 128,
+        knn_chunk: int | None = None,
     ) -> None:
         super().__init__()
         if k < 1 or rank < 1:
@@ -225,16 +225,17 @@ class FactorizedEdgeEmbedder(nn.Module):
 
 
 class FactorTransition(nn.Module):
-    """Factor update (no dense tensor): ``x = [vec z1_i, vec z2_i, s'_i]``, ``h = x + MLP(x)``,
-    ``z_a <- LayerNorm(z_a + Linear(h)_a)`` for both factors, masked."""
+    """Factor update (no dense tensor): ``x = [vec z1_i, vec z2_i, s'_i]``, ``h = MLP(x)`` (two ReLU layers of
+    width ``c_hidden``), ``z_a <- LayerNorm(z_a + Linear(h)_a)`` for both factors, masked."""
 
-    def __init__(self, c_s: int, c_z: int, rank: int = 2, c_bias: int = 64) -> None:
+    def __init__(
+        self, c_s: int, c_z: int, rank: int = 2, c_bias: int = 64, c_hidden: int | None = None
+    ) -> None:
         super().__init__()
         self.c_z, self.rank = c_z, rank
+        c_hidden = c_hidden or 2 * c_z
         self.linear_s = nn.Linear(c_s, c_bias)
-        d = 2 * rank * c_z + c_bias
-        self.trunk = nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Linear(d, d), nn.ReLU())
-        self.final = nn.Linear(d, 2 * rank * c_z)
+        self.mlp = _mlp(2 * rank * c_z + c_bias, c_hidden, 2 * rank * c_z, n_hidden=2)
         self.norm1 = nn.LayerNorm(c_z)
         self.norm2 = nn.LayerNorm(c_z)
 
@@ -242,7 +243,6 @@ class FactorTransition(nn.Module):
         """Args: s ``[B, L, c_s]``, z1/z2 ``[B, L, R, c_z]``, mask ``[B, L]``. Returns updated z1, z2 (masked)."""
         B, L = s.shape[:2]
         x = torch.cat([z1.reshape(B, L, -1), z2.reshape(B, L, -1), self.linear_s(s)], dim=-1)
-        h = x + self.trunk(x)
-        d = self.final(h).view(B, L, 2, self.rank, self.c_z)
+        d = self.mlp(x).view(B, L, 2, self.rank, self.c_z)
         m4 = mask.to(s.dtype)[:, :, None, None]
         return self.norm1(z1 + d[:, :, 0]) * m4, self.norm2(z2 + d[:, :, 1]) * m4

@@ -169,27 +169,34 @@ class FlashIPA(IPAParams):
                 )
         H, C, Pv = self.no_heads, self.c_hidden, self.no_v_points
         keys = key_padding(mask)  # [B, L] bool
-        m = mask.to(s.dtype)
-        centre = (trans * m[..., None]).sum(1, keepdim=True) / m.sum(1)[:, None, None].clamp_min(1.0)
-        trans_c = trans - centre  # [B, L, 3]; logits are translation invariant
-        p = self.project(s, rots, trans_c)
-
-        q_t, k_t, v_t = self.lift(p, z1, z2)  # [B, L, H, width]
-        del p
-        key_mask = None if bool(keys.all()) else keys
-        out = attention(
-            q_t.transpose(1, 2),
-            k_t.transpose(1, 2),
-            v_t.transpose(1, 2),
-            key_mask,
-            scale=1.0,
-            backend=self.backend,
-        )  # [B, H, L, >= dv]
-        del q_t, k_t, v_t
-        out = out.transpose(1, 2)  # [B, L, H, *]
-        dv = self.lifted_widths()[1]
-        # split (not slicing): its backward assembles the output gradient in one buffer
-        o, o_pts, o_z2, _ = out.split([C, 3 * Pv, R * cz, out.shape[-1] - dv], dim=-1)
-        o_pts = o_pts.reshape(B, L, H, Pv, 3)
-        o_pair = (z1[:, :, None] * o_z2.reshape(B, L, H, R, cz)).sum(dim=3)  # [B, L, H, c_z]
-        return self.output(o, o_pts, o_pair, rots, trans_c, mask)
+        # Under autocast the geometry (points, lifting, local frames) stays in full precision; only the
+        # attention kernel runs in the autocast dtype.
+        dev = s.device.type
+        amp_dtype = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else None
+        with torch.autocast(dev, enabled=False):
+            if amp_dtype is not None:
+                s, z1, z2, rots, trans = (x.float() for x in (s, z1, z2, rots, trans))
+            m = mask.to(s.dtype)
+            centre = (trans * m[..., None]).sum(1, keepdim=True) / m.sum(1)[:, None, None].clamp_min(1.0)
+            trans_c = trans - centre  # [B, L, 3]; logits are translation invariant
+            q_t, k_t, v_t = self.lift(self.project(s, rots, trans_c), z1, z2)  # [B, L, H, width]
+            if amp_dtype is not None:
+                q_t, k_t, v_t = (x.to(amp_dtype) for x in (q_t, k_t, v_t))
+            key_mask = None if bool(keys.all()) else keys
+            out = attention(
+                q_t.transpose(1, 2),
+                k_t.transpose(1, 2),
+                v_t.transpose(1, 2),
+                key_mask,
+                scale=1.0,
+                backend=self.backend,
+            )  # [B, H, L, >= dv]
+            del q_t, k_t, v_t
+            out = out.transpose(1, 2).to(s.dtype)  # [B, L, H, *]
+            dv = self.lifted_widths()[1]
+            # split (not slicing): its backward assembles the output gradient in one buffer
+            o, o_pts, o_z2, _ = out.split([C, 3 * Pv, R * cz, out.shape[-1] - dv], dim=-1)
+            o_pts = o_pts.reshape(B, L, H, Pv, 3)
+            o_pair = (z1[:, :, None] * o_z2.reshape(B, L, H, R, cz)).sum(dim=3)  # [B, L, H, c_z]
+            feats = self.output_features(o, o_pts, o_pair, rots, trans_c)
+        return self.project_out(feats, mask)

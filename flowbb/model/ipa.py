@@ -144,27 +144,36 @@ class IPAParams(nn.Module):
             "v_pts": rigid.apply(r, t, self.linear_v_points(s).view(B, L, H, Pv, 3)),
         }
 
-    def output(
-        self, o: Tensor, o_pts: Tensor, o_pair: Tensor, rots: Tensor, trans: Tensor, mask: Tensor
+    def output_features(
+        self, o: Tensor, o_pts: Tensor, o_pair: Tensor, rots: Tensor, trans: Tensor
     ) -> Tensor:
-        """Final projection of the attention results.
+        """Concatenated attention results ``[B, L, H * (C + 3 Pv + Pv + c_z)]``: scalar values, point values in
+        the local frame, their norms, pair values.
 
         Args:
             o: scalar results ``[B, L, H, C]``; o_pts: point results in the global frame ``[B, L, H, Pv, 3]``;
             o_pair: pair results ``[B, L, H, c_z]``; rots/trans: frames ``[B, L, 3, 3]``/``[B, L, 3]``
-            (the same frame as the global points were made in); mask ``[B, L]``.
-        Returns:
-            node update ``[B, L, c_s]``, exactly zero at padded rows.
+            (the same frame as the global points were made in).
         """
         B, L = o.shape[:2]
         local = rigid.apply_inverse(rots[:, :, None, None], trans[:, :, None, None], o_pts)
         norms = torch.sqrt((local * local).sum(-1) + self.eps)
-        feats = torch.cat(
+        return torch.cat(
             [o.reshape(B, L, -1), local.reshape(B, L, -1), norms.reshape(B, L, -1), o_pair.reshape(B, L, -1)],
             dim=-1,
         )
+
+    def project_out(self, feats: Tensor, mask: Tensor) -> Tensor:
+        """``linear_out`` of :meth:`output_features`, exactly zero at padded rows. Returns ``[B, L, c_s]``."""
         out = self.linear_out(feats)
         return torch.where(mask.bool()[..., None], out, torch.zeros((), dtype=out.dtype, device=out.device))
+
+    def output(
+        self, o: Tensor, o_pts: Tensor, o_pair: Tensor, rots: Tensor, trans: Tensor, mask: Tensor
+    ) -> Tensor:
+        """Final projection of the attention results (shapes as in :meth:`output_features`, mask ``[B, L]``).
+        Returns the node update ``[B, L, c_s]``, exactly zero at padded rows."""
+        return self.project_out(self.output_features(o, o_pts, o_pair, rots, trans), mask)
 
 
 def key_padding(mask: Tensor) -> Tensor:
