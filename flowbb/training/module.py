@@ -7,8 +7,8 @@ One training step (manual optimisation, so that bad steps can be skipped cleanly
 3. self-conditioning on about half of the steps: a no-grad first pass whose ``pred_trans`` becomes
    ``sc_trans`` of the second pass;
 4. flow losses (per term, per t-bin);
-5. non-finite guard on the loss (decision shared by all ranks), backward, gradient norm and clipping,
-   non-finite guard on the gradients, AdamW step, learning-rate schedule step.
+5. backward, gradient norm and clipping; the step is skipped (and counted) when the loss (decision shared by
+   all ranks) or the gradient norm is not finite; else AdamW step and learning-rate schedule step.
 
 Geometry (frames, interpolation, losses) always runs in float32; only the network runs under the
 trainer's autocast (``precision: bf16-mixed``).
@@ -170,21 +170,17 @@ class FlowModule(pl.LightningModule):
         loss = losses["total"]
         bsz = int(batch["res_mask"].shape[0])
 
+        # The loss decision is shared by all ranks. Backward runs even for a non-finite loss (its gradients are
+        # thrown away): every rank then takes part in the same gradient all-reduce, so DDP never waits.
         loss_ok = self.trainer.strategy.reduce_boolean_decision(self.guard.is_finite(loss), all=True)
-        if not loss_ok:
-            self.guard.record_skip("loss")
-            opt.zero_grad(set_to_none=True)
-            self._log_guard(bsz)
-            return None
-
         opt.zero_grad(set_to_none=True)
         self.manual_backward(loss)
         clip = self.cfg.optim.grad_clip_norm
         max_norm = float(clip) if clip is not None and float(clip) > 0 else math.inf
         params = [p for p in self.parameters() if p.grad is not None]
         grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm) if params else torch.zeros(())
-        if not self.guard.is_finite(grad_norm):
-            self.guard.record_skip("grad")
+        if not loss_ok or not self.guard.is_finite(grad_norm):
+            self.guard.record_skip("loss" if not loss_ok else "grad")
             opt.zero_grad(set_to_none=True)
             self._log_guard(bsz)
             return None
@@ -218,7 +214,7 @@ class FlowModule(pl.LightningModule):
 
     def _log_guard(self, bsz: int) -> None:
         self.log("train/skipped_steps", float(self.guard.skipped), on_step=True, on_epoch=False,
-                 batch_size=bsz, prog_bar=self.guard.skipped > 0)
+                 batch_size=bsz)
         self.log("train/skipped_loss", float(self.guard.skipped_loss), on_step=True, on_epoch=False,
                  batch_size=bsz)
         self.log("train/skipped_grad", float(self.guard.skipped_grad), on_step=True, on_epoch=False,

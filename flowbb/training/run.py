@@ -20,7 +20,7 @@ from typing import Any
 
 import hydra
 import lightning.pytorch as pl
-from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import Callback, ProgressBar
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
@@ -92,6 +92,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     datamodule = hydra.utils.instantiate(cfg.data, _convert_="all")
     module = FlowModule(cfg)
     callbacks = build_callbacks(cfg.get("callbacks"))
+    if not cfg.trainer.get("enable_progress_bar", True):  # trainer.enable_progress_bar=false silences callbacks' bar
+        callbacks = [cb for cb in callbacks if not isinstance(cb, ProgressBar)]
     loggers = build_loggers(cfg.get("logger"), run_dir)
     for logger in loggers:
         logger.log_hyperparams(resolved)
