@@ -31,7 +31,7 @@ def run(cfg: DictConfig) -> int:
     from flowbb.training.checkpoint import FlowbbCheckpointError, load_checkpoint
     from flowbb.training.sampling import SamplingSettings, check_lengths, generate
 
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True)  # no hard line breaks inside paths/messages
     if OmegaConf.is_missing(cfg, "ckpt_path") or not cfg.ckpt_path:
         console.print("[red]error:[/red] ckpt_path is required, e.g. ckpt_path=runs/NAME/checkpoints/last.ckpt")
         return 2

@@ -28,11 +28,22 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from flowbb.flow.config import FlowConfig, as_flow_config
-from flowbb.training.ema import EMA_KEY, EMA_UPDATES_KEY
 
 log = logging.getLogger(__name__)
 
-MODEL_PREFIX = "model."
+# Checkpoint keys, the same strings as flowbb.training.ema.EMA_KEY / EMA_UPDATES_KEY (a test asserts it). They are
+# not imported from there so that loading a checkpoint to sample does not import Lightning (15-20 s on a busy CPU).
+EMA_KEY = "ema_state_dict"
+EMA_UPDATES_KEY = "ema_num_updates"
+MODEL_PREFIX = "model."  # FlowModule keeps the network as ``self.model``
+
+
+def build_model(model_cfg: Mapping[str, Any] | DictConfig) -> torch.nn.Module:
+    """The network from a ``model`` config (``_target_`` instantiation), as ``flowbb.training.module.build_model``
+    does (a test checks both give the same state-dict layout) but without importing Lightning."""
+    import hydra
+
+    return hydra.utils.instantiate(model_cfg, _convert_="all")
 
 
 class FlowbbCheckpointError(RuntimeError):
@@ -170,8 +181,6 @@ def load_checkpoint(path: str | Path, use_ema: bool = True, device: str | torch.
     Raises:
         FlowbbCheckpointError: the path is missing or not a flowbb checkpoint, or its weights do not fit its config.
     """
-    from flowbb.training.module import build_model
-
     p = Path(path).expanduser()
     ckpt = read_checkpoint(p)
     cfg = OmegaConf.create(dict(ckpt["hyper_parameters"]["cfg"]))
