@@ -310,6 +310,11 @@ def evaluate(cfg: Any) -> dict:
             log.warning("skipping unreadable sample %s: %s", p, err)
     if not samples:
         raise EvaluationError(f"samples_dir={root}: no readable sample ({len(unreadable)} unreadable)")
+    stems: dict[str, Path] = {}
+    for s in samples:
+        if s.file_stem in stems:
+            raise EvaluationError(f"samples {stems[s.file_stem]} and {s.path} map to the same sample name {s.name!r}")
+        stems[s.file_stem] = s.path
     groups = make_groups(samples, int(cfg.get("group_size", 4)))
     pending = [g for g in groups if any(s.name not in done for s in g)]
     n_todo = sum(1 for g in pending for s in g if s.name not in done)

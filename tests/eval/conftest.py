@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from flowbb.data.structure_io import read_chains
+from flowbb.data.structure_io import read_chains, write_backbone_pdb
 
 # three small single-chain proteins of the ddg set (SH3 57 aa, BPTI 58 aa, cold-shock protein 67 aa)
 SMALL_CHAINS = ("1SHG.pdb", "1BPI.pdb", "1CSP.pdb")
@@ -30,12 +30,28 @@ def small_chains(small_chain_files: list[Path]) -> list:
 
 
 @pytest.fixture(scope="session")
-def samples_dir(small_chain_files: list[Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A folder holding copies of the small chains, used as samples (plus a trajectory file to be skipped)."""
+def samples_dir(
+    small_chain_files: list[Path], small_chains: list, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """Samples: copies of the three small chains, the first one's backbone again as a poly-GLY file in the
+    sampler's layout (``length_57/sample_0.pdb``), and a trajectory file that must be skipped."""
     root = tmp_path_factory.mktemp("samples")
     for f in small_chain_files:
         shutil.copy(f, root / f.name)
-    shutil.copy(small_chain_files[0], root / "sample_0_traj.pdb")
+    first = small_chains[0]
+    write_backbone_pdb(root / f"length_{first.length}" / "sample_0.pdb", first.atoms, "GLY")
+    write_backbone_pdb(
+        root / f"length_{first.length}" / "sample_0_traj.pdb", first.atoms[None].repeat(2, 0), "GLY"
+    )
+    return root
+
+
+@pytest.fixture(scope="session")
+def reference_dir(small_chain_files: list[Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A novelty reference folder holding copies of the three small chains."""
+    root = tmp_path_factory.mktemp("reference")
+    for f in small_chain_files:
+        shutil.copy(f, root / f.name)
     return root
 
 

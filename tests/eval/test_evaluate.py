@@ -44,7 +44,9 @@ def _per_sample(out: Path) -> dict[str, dict]:
 
 # ---------------------------------------------------------------- in-process (fast)
 @pytest.fixture(scope="module")
-def fast_run(samples_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str], dict]:
+def fast_run(
+    samples_dir: Path, reference_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, list[str], dict]:
     from flowbb.eval.runner import evaluate
 
     out = tmp_path_factory.mktemp("eval_fast")
@@ -55,7 +57,7 @@ def fast_run(samples_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tup
         "folding.device=cpu",
         "inverse_folding.device=cpu",
         "inverse_folding.num_seqs=2",
-        f"reference={samples_dir}",
+        f"reference={reference_dir}",
         "novelty.designable_only=false",
         "novelty.num_workers=0",
         "diversity.designable_only=false",
@@ -78,12 +80,15 @@ def test_pipeline_writes_all_outputs(fast_run: tuple, small_chains: list) -> Non
     ):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     samples = pd.read_csv(out / "samples.csv")
-    assert sorted(samples["name"]) == ["1BPI", "1CSP", "1SHG"]  # the *_traj.pdb file is skipped
+    names = ["1SHG", "length_57/sample_0", "1BPI", "1CSP"]  # by length, then name; *_traj.pdb skipped
+    assert samples["name"].tolist() == names
     assert samples["sc_rmsd"].notna().all() and (samples["sc_rmsd"] >= 0).all()
-    assert samples["novelty_tm"].round(6).eq(1.0).all()  # each sample is in the reference set
-    assert samples["novelty_match"].tolist() == [f"{n}.pdb:A" for n in samples["name"]]
+    assert samples["novelty_tm"].round(6).eq(1.0).all()  # each backbone is in the reference set
+    assert samples["novelty_match"].tolist() == ["1SHG.pdb:A", "1SHG.pdb:A", "1BPI.pdb:A", "1CSP.pdb:A"]
+    # the poly-GLY backbone (sampler output) has no native sequence, hence no recovery
+    assert samples["native_recovery"].isna().tolist() == [False, True, False, False]
     seqs = pd.read_csv(out / "sequences.csv")
-    assert len(seqs) == 3 * 2 and set(seqs["seq_idx"]) == {0, 1}
+    assert len(seqs) == 4 * 2 and set(seqs["seq_idx"]) == {0, 1}
     for _, row in seqs.iterrows():
         assert len(row["sequence"]) == samples.set_index("name").loc[row["name"], "length"]
         folded = read_chains(out / row["folded_pdb"]).chains[0]
@@ -91,7 +96,10 @@ def test_pipeline_writes_all_outputs(fast_run: tuple, small_chains: list) -> Non
     on_disk = json.loads((out / "summary.json").read_text())
     assert on_disk["meaningless"] is True and "meaningless" in on_disk["warning"]
     assert on_disk["models"]["folding"] == "tiny_random"
-    assert set(on_disk["per_length"]) == {"57", "58", "67"} and on_disk["overall"]["n"] == 3
+    assert set(on_disk["per_length"]) == {"57", "58", "67"} and on_disk["overall"]["n"] == 4
+    # L=57: the chain and its poly-GLY copy are one structure: TM 1, one cluster
+    div57 = on_disk["per_length"]["57"]["diversity"]
+    assert div57["n"] == 2 and div57["num_clusters"] == 1 and div57["mean_pairwise_tm"] == pytest.approx(1.0)
     assert on_disk["overall"]["diversity"]["num_clusters"] == 3
     assert 0.3 < on_disk["overall"]["native_recovery_mean"] < 0.9
     assert summary["overall"] == on_disk["overall"]
@@ -135,7 +143,7 @@ def test_bad_samples_dir_is_a_clear_error(tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------- CLI subprocesses (slow)
-def _cli_args(samples_dir: Path, out: Path) -> list[str]:
+def _cli_args(samples_dir: Path, out: Path, reference_dir: Path) -> list[str]:
     return [
         sys.executable,
         str(SCRIPT),
@@ -144,7 +152,7 @@ def _cli_args(samples_dir: Path, out: Path) -> list[str]:
         "folding=tiny_random",
         "folding.device=cpu",
         "inverse_folding.device=cpu",
-        f"reference={samples_dir}",
+        f"reference={reference_dir}",
         "novelty.designable_only=false",
         "diversity.designable_only=false",
         "group_size=1",
@@ -162,10 +170,10 @@ def _env(tmp: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def cli_run(samples_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def cli_run(samples_dir: Path, reference_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("eval_cli")
     proc = subprocess.run(
-        _cli_args(samples_dir, out),
+        _cli_args(samples_dir, out, reference_dir),
         check=False,
         cwd=REPO,
         env=_env(out.parent),
@@ -181,20 +189,22 @@ def cli_run(samples_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
 @pytest.mark.slow
 def test_cli_end_to_end(cli_run: Path) -> None:
     samples = pd.read_csv(cli_run / "samples.csv")
-    assert len(samples) == 3
-    assert len(pd.read_csv(cli_run / "sequences.csv")) == 3 * 8  # 8 designs per backbone by default
+    assert len(samples) == 4
+    assert len(pd.read_csv(cli_run / "sequences.csv")) == 4 * 8  # 8 designs per backbone by default
     summary = json.loads((cli_run / "summary.json").read_text())
     assert summary["settings"]["num_seqs"] == 8 and summary["settings"]["temperature"] == 0.1
     assert summary["meaningless"] is True
     assert (cli_run / "evaluate_config.yaml").is_file()
-    assert len(list((cli_run / "folded").rglob("*.pdb"))) == 24
+    assert len(list((cli_run / "folded").rglob("*.pdb"))) == 32
 
 
 @pytest.mark.slow
-def test_killed_then_resumed_equals_uninterrupted(cli_run: Path, samples_dir: Path, tmp_path: Path) -> None:
+def test_killed_then_resumed_equals_uninterrupted(
+    cli_run: Path, samples_dir: Path, reference_dir: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "killed"
     proc = subprocess.Popen(
-        _cli_args(samples_dir, out),
+        _cli_args(samples_dir, out, reference_dir),
         cwd=REPO,
         env=_env(tmp_path),
         stdout=subprocess.DEVNULL,
@@ -210,10 +220,10 @@ def test_killed_then_resumed_equals_uninterrupted(cli_run: Path, samples_dir: Pa
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     done_at_kill = sorted(f.name for f in (out / "per_sample").glob("*.json"))
-    assert 1 <= len(done_at_kill) < 3, f"kill did not land mid-run: {done_at_kill}"
+    assert 1 <= len(done_at_kill) < 4, f"kill did not land mid-run: {done_at_kill}"
     assert not (out / "samples.csv").exists()
     resumed = subprocess.run(
-        _cli_args(samples_dir, out),
+        _cli_args(samples_dir, out, reference_dir),
         check=False,
         cwd=REPO,
         env=_env(tmp_path),
@@ -223,7 +233,7 @@ def test_killed_then_resumed_equals_uninterrupted(cli_run: Path, samples_dir: Pa
     )
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     n = len(done_at_kill)
-    assert f"3 samples ({n} finished, {3 - n} to evaluate)" in resumed.stdout + resumed.stderr
+    assert f"4 samples ({n} finished, {4 - n} to evaluate)" in resumed.stdout + resumed.stderr
     assert (out / "samples.csv").read_text() == (cli_run / "samples.csv").read_text()
     assert (out / "sequences.csv").read_text() == (cli_run / "sequences.csv").read_text()
     assert _per_sample(out) == _per_sample(cli_run)
