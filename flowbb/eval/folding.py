@@ -172,10 +172,12 @@ class ESMFoldPredictor:
         self.chunk_min_length = int(chunk_min_length)
         self.num_recycles = num_recycles
         self.trunk_dtype = _DTYPES[trunk_dtype] if self.device.type == "cuda" else torch.float32
-        model = model.float().to(self.device).eval()
+        model = model.float()
         if self.device.type == "cuda":
-            model.esm.to(_DTYPES[lm_dtype])
-        self.model = model
+            model.esm.to(
+                _DTYPES[lm_dtype]
+            )  # before moving: the 3B-parameter stem never sits on the GPU in fp32
+        self.model = model.to(self.device).eval()
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.device.type == "cuda" and self.trunk_dtype != torch.float32:

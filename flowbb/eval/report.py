@@ -273,10 +273,10 @@ def write_reports(
         "per_length": per_length,
         "timing": timing,
     }
+    if cfg.get("plots", True) and len(df):
+        summary["plots"] = make_plots(df, out_dir, float(c["designable_rmsd"]), meaningless)
     summary = _clean(summary)
     tmp = out_dir / f".summary.json.tmp{os.getpid()}"
     tmp.write_text(json.dumps(summary, indent=2, allow_nan=False))
     os.replace(tmp, out_dir / "summary.json")
-    if cfg.get("plots", True) and len(df):
-        summary["plots"] = make_plots(df, out_dir, float(c["designable_rmsd"]), meaningless)
     return summary

@@ -54,6 +54,14 @@ def test_tiny_model_outputs(tiny: ESMFoldPredictor) -> None:
     np.testing.assert_array_equal(again[0].atoms, out[0].atoms)
 
 
+def test_explicit_recycles() -> None:
+    base = tiny_random_esmfold(seed=2, device="cpu")
+    more = tiny_random_esmfold(seed=2, device="cpu", num_recycles=2)
+    a, b = base.fold(SEQS[:1])[0], more.fold(SEQS[:1])[0]
+    assert b.atoms.shape == a.atoms.shape and np.isfinite(b.atoms).all()
+    assert not np.allclose(a.atoms, b.atoms)  # recycling changes the prediction
+
+
 def test_padding_in_mixed_length_batch_does_not_change_results(tiny: ESMFoldPredictor) -> None:
     batched = tiny.fold(SEQS)
     single = [tiny.fold([s])[0] for s in SEQS]
