@@ -313,7 +313,9 @@ def evaluate(cfg: Any) -> dict:
     stems: dict[str, Path] = {}
     for s in samples:
         if s.file_stem in stems:
-            raise EvaluationError(f"samples {stems[s.file_stem]} and {s.path} map to the same sample name {s.name!r}")
+            raise EvaluationError(
+                f"samples {stems[s.file_stem]} and {s.path} map to the same sample name {s.name!r}"
+            )
         stems[s.file_stem] = s.path
     groups = make_groups(samples, int(cfg.get("group_size", 4)))
     pending = [g for g in groups if any(s.name not in done for s in g)]
