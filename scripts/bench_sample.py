@@ -130,7 +130,7 @@ def run_one(length: int, batch: int, args: argparse.Namespace) -> dict:
     if args.ckpt:
         cmd += ["--ckpt", args.ckpt]
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout_s, cwd=REPO)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout_s, cwd=REPO, check=False)
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
         return {"length": length, "batch": batch, "status": "failed",

@@ -126,7 +126,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         raise FlowbbCheckpointError(p, "is a directory, expected a .ckpt file (e.g. <run_dir>/checkpoints/last.ckpt)")
     try:
         ckpt = _read(p)
-    except Exception as exc:  # noqa: BLE001 - any reader failure means "not a checkpoint"
+    except Exception as exc:  # any reader failure means "not a checkpoint"
         raise FlowbbCheckpointError(p, f"not a readable PyTorch checkpoint ({type(exc).__name__}: "
                                        f"{str(exc).splitlines()[0][:200] if str(exc) else ''})") from exc
     if not isinstance(ckpt, Mapping):
@@ -186,7 +186,7 @@ def load_checkpoint(path: str | Path, use_ema: bool = True, device: str | torch.
     cfg = OmegaConf.create(dict(ckpt["hyper_parameters"]["cfg"]))
     try:
         model = build_model(cfg.model)
-    except Exception as exc:  # noqa: BLE001 - the stored config names a model this flowbb cannot build
+    except Exception as exc:  # the stored config names a model this flowbb cannot build
         raise FlowbbCheckpointError(p, f"cannot build the model of the stored config "
                                        f"(_target_={cfg.model.get('_target_')}): {type(exc).__name__}: {exc}") from exc
     if not isinstance(model, torch.nn.Module):

@@ -126,7 +126,7 @@ def check_lengths(lengths: Sequence[int] | int) -> list[int]:
     if isinstance(lengths, (int, np.integer)) and not isinstance(lengths, bool):
         lengths = [int(lengths)]
     if isinstance(lengths, (str, bytes)) or not isinstance(lengths, Sequence | np.ndarray):
-        raise ValueError(f"lengths: expected an int or a list of ints, got {lengths!r}")
+        raise ValueError(f"lengths: expected an int or a list of ints, got {lengths!r}")  # noqa: TRY004 (CLI input)
     out = []
     for n in lengths:
         if isinstance(n, (bool, str)) or not isinstance(n, (int, float, np.number)) or int(n) != n or int(n) < 1:
