@@ -151,9 +151,9 @@ def worker(spec: dict) -> dict:
     device, mode, L = spec["device"], spec["mode"], int(spec["L"])
     torch.manual_seed(0)
     if device == "cpu":
-        torch.set_num_threads(int(spec["threads"]))
-        if spec["flush_denormal"]:
+        if spec["flush_denormal"]:  # before the thread pool exists, so that its threads inherit the FP mode
             torch.set_flush_denormal(True)
+        torch.set_num_threads(int(spec["threads"]))
     fn, params, inputs = _build(spec["impl"], L, device)
     leaves = params + inputs
 

@@ -216,3 +216,20 @@ def test_fully_padded_sample_is_zero_and_finite(rot_fn, chain_fn):
     out = flash(s, z1, z2, rots, trans, mask)
     out.sum().backward()
     assert (out[0] == 0).all() and torch.isfinite(out).all() and torch.isfinite(s.grad).all()
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-4), (torch.bfloat16, 3e-2)])
+def test_flash_ipa_on_cuda_matches_float32_reference(dtype, tol, rot_fn, chain_fn):
+    """On CUDA: float32 FlashIPA (SDPA kernels) and bf16 autocast (geometry kept in float32, kernel in bf16,
+    flash-attn when installed and the head width allows) against the float32 reference IPA on the CPU."""
+    ipa, flash = _modules(torch.float32)
+    inputs = _inputs(torch.float32, rot_fn, chain_fn)
+    s, z1, z2, rots, trans, mask = inputs
+    ref = ipa(s, torch.einsum("birc,bjrc->bijc", z1, z2), rots, trans, mask)
+    flash = flash.cuda()
+    cuda_in = [x.cuda() for x in inputs]
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+        out = flash(*cuda_in).float().cpu()
+    assert (out[1, 17:] == 0).all()
+    assert _rel(ref, out) <= tol
