@@ -240,6 +240,16 @@ def _series(
     return [p[0] for p in sel], [p[1] for p in sel]
 
 
+def fitted(rows: list[dict], impl: str, mode: str, key: str) -> tuple[float | None, list[int], bool]:
+    """Exponent over L >= FIT_MIN_L; with fewer than two such points, over all measured lengths
+    (flagged True). Returns (exponent, lengths used, fallback)."""
+    ls, ys = _series(rows, impl, mode, key, FIT_MIN_L)
+    if len(ls) >= 2:
+        return fit_exponent(ls, ys), ls, False
+    ls, ys = _series(rows, impl, mode, key)
+    return fit_exponent(ls, ys), ls, True
+
+
 def _lookup(rows: list[dict], impl: str, mode: str, L: int, key: str) -> float | None:
     for r in rows:
         if r["impl"] == impl and r["mode"] == mode and r["L"] == L:
@@ -301,17 +311,25 @@ def write_markdown(rows: list[dict], path: Path, meta: dict) -> None:
         sec = f"{r['seconds']:.4f}" if r.get("seconds") is not None else "-"
         mb = f"{r['peak_mem_mb']:.1f}" if r.get("peak_mem_mb") is not None else "-"
         lines.append(f"| {r['impl']} | {r['mode']} | {r['L']} | {sec} | {mb} | {r.get('note', '')} |")
-    lines += ["", f"Fitted scaling exponents (log-log least squares over L >= {FIT_MIN_L}):", ""]
+    lines += [
+        "",
+        (
+            f"Fitted scaling exponents (log-log least squares over L >= {FIT_MIN_L}; * = fewer than two such "
+            "lengths measured, fitted over all measured lengths):"
+        ),
+        "",
+    ]
     lines += ["| impl | mode | time exponent | memory exponent | lengths |", "|---|---|---:|---:|---|"]
     for impl in IMPLS:
         for mode in MODES:
-            ls, ts = _series(rows, impl, mode, "seconds", FIT_MIN_L)
-            _, ms = _series(rows, impl, mode, "peak_mem_mb", FIT_MIN_L)
-            et, em = fit_exponent(ls, ts), fit_exponent(ls, ms)
+            et, ls, fb = fitted(rows, impl, mode, "seconds")
+            em, _, _ = fitted(rows, impl, mode, "peak_mem_mb")
             if et is None and em is None:
                 continue
-            fmt = lambda e: "-" if e is None else f"{e:.2f}"
-            lines.append(f"| {impl} | {mode} | {fmt(et)} | {fmt(em)} | {', '.join(map(str, ls))} |")
+            star = "*" if fb else ""
+            ft = "-" if et is None else f"{et:.2f}{star}"
+            fm = "-" if em is None else f"{em:.2f}{star}"
+            lines.append(f"| {impl} | {mode} | {ft} | {fm} | {', '.join(map(str, ls))} |")
     checks = target_checks(rows)
     if checks:
         lines += ["", "Targets:", "", "| target | result | numbers |", "|---|---|---|"]
@@ -337,9 +355,8 @@ def write_plot(rows: list[dict], path: Path, title: str) -> None:
                 ls, ys = _series(rows, impl, mode, key)
                 if not ls:
                     continue
-                fl, fy = _series(rows, impl, mode, key, FIT_MIN_L)
-                e = fit_exponent(fl, fy)
-                tag = f"{impl} {mode}" + (f" (L^{e:.2f})" if e is not None else "")
+                e, _, fb = fitted(rows, impl, mode, key)
+                tag = f"{impl} {mode}" + (f" (L^{e:.2f}{'*' if fb else ''})" if e is not None else "")
                 ax.plot(ls, ys, styles[mode], marker="o", color=colors[impl], label=tag)
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
