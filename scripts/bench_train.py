@@ -132,7 +132,7 @@ def run_one(model: str, length: int, args: argparse.Namespace) -> dict:
     cmd = [sys.executable, __file__, "--worker", "--model", model, "--lengths", str(length),
            "--device", args.device, "--repeats", str(args.repeats), "--threads", str(args.threads)]
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout_s, cwd=REPO)
+    proc = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=args.timeout_s, cwd=REPO)
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
         return {"model": model, "experiment": MODELS[model], "length": length, "device": args.device,

@@ -78,23 +78,23 @@ class SampleValidation(Callback):
         every_n_steps: period in optimizer steps (0: only at the end).
         lengths: chain lengths to sample.
         samples_per_length: samples per length (all in one batch).
-        num_steps: Euler steps of the sampler.
+        num_steps: Euler steps of the sampler (None: the flow config's ``sample_num_steps``).
         seed: seed of the sampler's generator (the same noise at every validation, so rounds compare).
         out_dir: where the PDB files go.
         log_structures: also log the PDB files to W&B as molecules.
         run_at_end: also validate when fit ends (if the last step was not just validated).
     """
 
-    def __init__(self, every_n_steps: int, lengths: list[int], samples_per_length: int, num_steps: int,
+    def __init__(self, every_n_steps: int, lengths: list[int], samples_per_length: int, num_steps: int | None,
                  seed: int, out_dir: str | Path, log_structures: bool = True, run_at_end: bool = True) -> None:
         if not lengths or any(int(n) < 2 for n in lengths):
             raise ValueError(f"callbacks.validation.lengths: need lengths >= 2, got {list(lengths)}")
-        if samples_per_length < 1 or num_steps < 1:
+        if samples_per_length < 1 or (num_steps is not None and num_steps < 1):
             raise ValueError("callbacks.validation: samples_per_length and num_steps must be >= 1")
         self.every_n_steps = int(every_n_steps)
         self.lengths = [int(n) for n in lengths]
         self.samples_per_length = int(samples_per_length)
-        self.num_steps = int(num_steps)
+        self.num_steps = None if num_steps is None else int(num_steps)
         self.seed = int(seed)
         self.out_dir = Path(out_dir)
         self.log_structures = bool(log_structures)

@@ -15,11 +15,11 @@ The CSV logger writes ``<run_dir>/metrics.csv`` and keeps appending to it when a
 from __future__ import annotations
 
 import csv
+import http.client
 import logging
 import netrc
 import os
 import secrets
-import http.client
 import ssl
 import threading
 from pathlib import Path

@@ -73,6 +73,7 @@ def test_csv_logger_appends_on_resume(tmp_path: Path) -> None:
     second = L.ResumableCSVLogger(tmp_path, flush_logs_every_n_steps=1)
     second.log_metrics({"loss": 0.5, "lr": 1e-4}, step=2)
     second.save()
-    rows = list(csv.DictReader(open(tmp_path / "metrics.csv")))
+    with open(tmp_path / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
     assert [r["step"] for r in rows] == ["1", "2"]
     assert rows[1]["lr"] == "0.0001" and rows[0]["loss"] == "1.0"

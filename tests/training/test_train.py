@@ -12,13 +12,12 @@ from pathlib import Path
 import lightning.pytorch as pl
 import pytest
 import torch
+from train_testdata import REPO_ROOT, compose_train_config, small_data_overrides
 
+from flowbb.training.ema import EMA
 from flowbb.training.guard import NonFiniteGuard
 from flowbb.training.module import GUARD_KEY, FlowModule
-from flowbb.training.ema import EMA
 from flowbb.training.run import train
-
-from train_testdata import REPO_ROOT, compose_train_config, small_data_overrides
 
 FAST = ["experiment=debug", "logger=csv", "trainer.log_every_n_steps=1", "callbacks.validation.every_n_steps=0",
         "callbacks.validation.run_at_end=false", "data.batcher.max_tokens=1024"]
@@ -46,7 +45,8 @@ def test_resume_continues_global_step(small_processed: Path, tmp_path: Path) -> 
     # one metrics.csv across both launches, steps continuing
     import csv
 
-    steps = sorted({int(r["step"]) for r in csv.DictReader(open(run / "metrics.csv")) if r.get("train/loss_total")})
+    with open(run / "metrics.csv") as f:
+        steps = sorted({int(r["step"]) for r in csv.DictReader(f) if r.get("train/loss_total")})
     assert steps[0] <= 1 and steps[-1] >= 3 and len(steps) >= 4
     assert (run / "config_resolved.yaml").is_file()
 
@@ -101,7 +101,7 @@ def _run_cli(args: list[str], cwd: Path, env_extra: dict[str, str] | None = None
              ) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
     env.update({"FLOWBB_ROOT": str(REPO_ROOT), "OMP_NUM_THREADS": "1", **(env_extra or {})})
-    return subprocess.run([sys.executable, str(REPO_ROOT / "train.py"), *args], cwd=cwd, env=env,
+    return subprocess.run([sys.executable, str(REPO_ROOT / "train.py"), *args], check=False, cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout)
 
 

@@ -1,0 +1,41 @@
+"""Slow: the debug model overfits one real chain on CPU."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from pathlib import Path
+
+import pytest
+from train_testdata import compose_train_config, small_data_overrides
+
+from flowbb.training.run import train
+
+CHAIN_FILE = "107L.pdb"  # T4 lysozyme, one chain of 162 residues
+
+
+@pytest.mark.slow
+def test_debug_overfits_one_chain(shared_data: Path, tmp_path: Path) -> None:
+    from flowbb.data.preprocess import preprocess
+
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    shutil.copy(shared_data / "pdb" / "ddg" / CHAIN_FILE, raw / CHAIN_FILE)
+    summary = preprocess(raw, tmp_path / "processed", num_workers=0, progress=False)
+    assert summary["chains_kept"] == 1
+    run = tmp_path / "run"
+    cfg = compose_train_config(run, [
+        "experiment=debug", "logger=csv", *small_data_overrides(tmp_path / "processed"),
+        "trainer.max_steps=500", "trainer.log_every_n_steps=1", "trainer.enable_progress_bar=false",
+        "callbacks.validation.every_n_steps=0", "callbacks.validation.run_at_end=false",
+        "callbacks.checkpoint.every_n_train_steps=0", "logger.csv.flush_logs_every_n_steps=100",
+    ])
+    result = train(cfg)
+    assert result["global_step"] == 500 and result["skipped_steps"] == 0
+    with open(run / "metrics.csv") as f:
+        rows = [r for r in csv.DictReader(f) if r.get("train/loss_total")]
+    losses = [float(r["train/loss_total"]) for r in sorted(rows, key=lambda r: int(r["step"]))]
+    assert len(losses) == 500
+    first, last = sum(losses[:20]) / 20, sum(losses[-20:]) / 20
+    print(f"mean total loss: first 20 steps {first:.3f}, last 20 steps {last:.3f} (ratio {last / first:.3f})")
+    assert last <= 0.3 * first
