@@ -11,9 +11,10 @@ c_z channels) FlashIPA equals the reference IPA exactly. Per head h (C scalar ch
 
     q~_i . k~_j = w_L ( q.k/sqrt(C) + sum_c W_hc z_ijc - gamma_h w_C/2 sum_p |q_ip - k_jp|^2 ) + const_i
 
-with points in the global frame. The row constant ``-(w_h/2) sum_p |q_ip|^2`` and the per-head bias of
-``linear_b`` cancel in the softmax and are dropped (so is the single ``1`` being repeated P times: the
-key-norm terms are summed into one channel). The softmax scale is 1. After attention, the point values
+with points in the global frame. The row constant ``-(w_h/2) sum_p |q_ip|^2`` cancels in the softmax and is
+dropped; the key-norm terms are summed into one channel (one ``1`` in q~ instead of P), which also carries the
+per-head constant ``w_L * linear_b.bias_h`` of the reference logits (it cancels in the softmax too, but keeps
+every parameter in the graph). The softmax scale is 1. After attention, the point values
 return to the local frames (with their norms) and the pair output is ``sum_r z1_ir (.) (sum_j a_ij z2_jr)``.
 Points are lifted relative to the per-sample centroid of the valid translations: distances, hence logits,
 are unchanged, and float32 keeps more significant digits for large proteins.
@@ -131,6 +132,9 @@ class FlashIPA(IPAParams):
         k_norm = (k_pts * k_pts).sum(-1, keepdim=True)  # [B, L, H, 1]
         b1 = torch.einsum("blrc,hc->blhrc", z1, self.linear_b.weight * math.sqrt(1.0 / 3.0))
         z2_flat = z2.reshape(B, L, 1, R * cz).expand(B, L, H, R * cz)
+        # w_L * linear_b.bias: a per-head logit constant (cancels in the softmax, as in the reference IPA), carried
+        # in the key-norm channel so that every parameter takes part in the graph (DDP without unused parameters)
+        b_head = (self.linear_b.bias * math.sqrt(1.0 / 3.0)).to(ref.dtype)[None, None, :, None]
         q_t = torch.cat(
             [
                 p["q"],
@@ -142,7 +146,7 @@ class FlashIPA(IPAParams):
             -1,
         )
         k_t = torch.cat(
-            [p["k"] * (1.0 / math.sqrt(3.0 * C)), k_pts * w, k_norm * (-0.5 * w), z2_flat]
+            [p["k"] * (1.0 / math.sqrt(3.0 * C)), k_pts * w, k_norm * (-0.5 * w) + b_head, z2_flat]
             + zeros(width - dqk),
             -1,
         )
