@@ -81,6 +81,7 @@ def compose_config(experiment: str, overrides: list[str] | None = None):
 def worker(model: str, length: int, device: str, repeats: int, threads: int) -> dict:
     import torch
 
+    torch.set_flush_denormal(True)  # as flowbb.training.train does, before the thread pool starts
     if threads > 0:
         torch.set_num_threads(threads)
     from flowbb.training.module import FlowModule
