@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 from train_testdata import compose_train_config, small_data_overrides
 
 from flowbb.training.run import train
@@ -14,9 +15,19 @@ from flowbb.training.run import train
 CHAIN_FILE = "107L.pdb"  # T4 lysozyme, one chain of 162 residues
 
 
+@pytest.fixture
+def one_thread():
+    """One torch thread: a tiny model on one chain gains nothing from more, and on a shared machine two
+    OpenMP threads competing for busy cores make each step many times slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.mark.slow
 @pytest.mark.xfail(strict=False, reason="issue #4 open: on a fresh clone the loss ratio after 500 steps was 0.75 (target <= 0.30); training is not yet shown to overfit one chain")
-def test_debug_overfits_one_chain(shared_data: Path, tmp_path: Path) -> None:
+def test_debug_overfits_one_chain(shared_data: Path, tmp_path: Path, one_thread: None) -> None:
     from flowbb.data.preprocess import preprocess
 
     raw = tmp_path / "raw"
@@ -35,8 +46,12 @@ def test_debug_overfits_one_chain(shared_data: Path, tmp_path: Path) -> None:
     assert result["global_step"] == 500 and result["skipped_steps"] == 0
     with open(run / "metrics.csv") as f:
         rows = [r for r in csv.DictReader(f) if r.get("train/loss_total")]
-    losses = [float(r["train/loss_total"]) for r in sorted(rows, key=lambda r: int(r["step"]))]
+    rows = sorted(rows, key=lambda r: int(r["step"]))
+    losses = [float(r["train/loss_total"]) for r in rows]
     assert len(losses) == 500
     first, last = sum(losses[:20]) / 20, sum(losses[-20:]) / 20
-    print(f"mean total loss: first 20 steps {first:.3f}, last 20 steps {last:.3f} (ratio {last / first:.3f})")
+    terms = {k: (sum(float(r[f"train/loss_{k}"]) for r in rows[:20]) / 20,
+                 sum(float(r[f"train/loss_{k}"]) for r in rows[-20:]) / 20) for k in ("trans", "rot", "bb_atom", "pair_dist")}
+    print(f"mean total loss: first 20 steps {first:.3f}, last 20 steps {last:.3f} (ratio {last / first:.3f}); "
+          + ", ".join(f"{k} {a:.3f} -> {b:.3f}" for k, (a, b) in terms.items()))
     assert last <= 0.3 * first
