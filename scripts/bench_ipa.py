@@ -41,6 +41,8 @@ import sys
 import time
 from pathlib import Path
 
+from flowbb.memory import reset_peak_rss, rss_bytes
+
 IMPLS = ("flash", "ipa", "sdpa")
 MODES = ("fwd", "fwd_bwd")
 PAPER_DIMS = {
@@ -59,19 +61,6 @@ FIT_MIN_L = 1024
 # ------------------------------------------------------------------------------------------------
 # worker: one measurement in a fresh process
 # ------------------------------------------------------------------------------------------------
-
-
-def _status_kb(field: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"/proc/self/status has no {field}")
-
-
-def _reset_hwm() -> None:
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")  # resets VmHWM to the current RSS
 
 
 def _pin_malloc() -> None:
@@ -188,10 +177,11 @@ def worker(spec: dict) -> dict:
         peak = torch.cuda.max_memory_allocated() - base
     else:
         _pin_malloc()
-        base = _status_kb("VmRSS") * 1024
-        _reset_hwm()
+        base = rss_bytes("VmRSS")
+        if not reset_peak_rss():
+            raise RuntimeError("cannot reset the peak RSS (/proc/self/clear_refs)")
         run()
-        peak = _status_kb("VmHWM") * 1024 - base
+        peak = rss_bytes("VmHWM") - base
     return {
         "impl": spec["impl"],
         "L": L,

@@ -28,25 +28,10 @@ import sys
 import time
 from pathlib import Path
 
+from flowbb.memory import reset_peak_rss, rss_bytes
+
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENT = "foldflow_flash"
-
-
-def _rss_bytes(field: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(f"/proc/self/status has no {field}")
-
-
-def _reset_peak_rss() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
 
 
 def build_random_model(seed: int = 0):
@@ -104,8 +89,8 @@ def worker(args: argparse.Namespace) -> dict:
         base = torch.cuda.memory_allocated()
         reset = True
     else:
-        base = _rss_bytes("VmRSS")
-        reset = _reset_peak_rss()
+        base = rss_bytes("VmRSS")
+        reset = reset_peak_rss()
     load0 = os.getloadavg()[0]
     t0 = time.perf_counter()
     with torch.inference_mode():
@@ -113,7 +98,7 @@ def worker(args: argparse.Namespace) -> dict:
     if cuda:
         torch.cuda.synchronize()
     seconds = time.perf_counter() - t0
-    peak = (torch.cuda.max_memory_allocated() if cuda else _rss_bytes("VmHWM")) - base
+    peak = (torch.cuda.max_memory_allocated() if cuda else rss_bytes("VmHWM")) - base
     atoms = out["atoms"]
     return {
         "length": args.length, "batch": args.batch, "num_steps": args.num_steps, "device": str(device),

@@ -22,6 +22,8 @@ import sys
 import time
 from pathlib import Path
 
+from flowbb.memory import reset_peak_rss, rss_bytes
+
 REPO = Path(__file__).resolve().parents[1]
 MODELS = {"flash": "foldflow_flash", "ipa": "foldflow_ipa"}
 
@@ -29,23 +31,6 @@ MODELS = {"flash": "foldflow_flash", "ipa": "foldflow_ipa"}
 # ------------------------------------------------------------------------------------------------
 # worker (one model, one length, in a fresh process)
 # ------------------------------------------------------------------------------------------------
-
-
-def _rss_bytes(field: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(f"/proc/self/status has no {field}")
-
-
-def _reset_peak_rss() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
 
 
 def synthetic_batch(length: int, seed: int = 0):
@@ -105,8 +90,8 @@ def worker(model: str, length: int, device: str, repeats: int, threads: int) -> 
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
     else:
-        base = _rss_bytes("VmRSS")
-        if not _reset_peak_rss():
+        base = rss_bytes("VmRSS")
+        if not reset_peak_rss():
             raise RuntimeError("cannot reset the peak RSS (/proc/self/clear_refs)")
     step()  # warm-up (allocates optimizer state; its memory counts)
     times = []
@@ -118,7 +103,7 @@ def worker(model: str, length: int, device: str, repeats: int, threads: int) -> 
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)
-    peak = (torch.cuda.max_memory_allocated() if device.startswith("cuda") else _rss_bytes("VmHWM")) - base
+    peak = (torch.cuda.max_memory_allocated() if device.startswith("cuda") else rss_bytes("VmHWM")) - base
     return {"model": model, "experiment": MODELS[model], "length": length, "device": device,
             "seconds": min(times), "seconds_all": times, "peak_mem_gb": peak / 1e9,
             "params": n_params, "threads": torch.get_num_threads(), "status": "ok", "note": ""}
