@@ -125,7 +125,7 @@ class FlowModule(pl.LightningModule):
         return self.model(batch)
 
     def compute_losses(self, batch: Mapping[str, Tensor], self_condition: bool | None = None,
-                       generator: torch.Generator | None = None,
+                       generator: torch.Generator | None = None, t: Tensor | None = None,
                        ) -> tuple[dict[str, Tensor], dict[str, Tensor], dict[str, Tensor]]:
         """Corrupt, run the network (with optional self-conditioning) and compute the losses.
 
@@ -134,6 +134,7 @@ class FlowModule(pl.LightningModule):
             self_condition: force self-conditioning on/off (default: drawn with probability
                 ``flow.self_condition_prob``).
             generator: default :meth:`generator`.
+            t: ``[B]`` times to corrupt at (default: drawn, see :meth:`Interpolant.sample_t`).
         Returns:
             (losses: scalars ``trans``, ``rot``, ``bb_atom``, ``pair_dist``, ``total``;
             per_sample: the same as ``[B]``; noisy: the corrupted batch incl. ``t [B]``).
@@ -142,7 +143,7 @@ class FlowModule(pl.LightningModule):
         device_type = self.device.type
         with torch.autocast(device_type=device_type, enabled=False):
             clean = clean_frames(batch)
-            noisy = self.interpolant.corrupt(clean, gen)
+            noisy = self.interpolant.corrupt(clean, gen, t)
             if self_condition is None:
                 self_condition = self.interpolant.draw_self_condition(gen)
         sc_trans = torch.zeros_like(noisy["trans_t"])

@@ -73,8 +73,7 @@ def test_debug_model_fits_one_fixed_noisy_input(one_chain_processed: Path, tmp_p
     noises and times of a chain is the slow test above; there the rotation term learns only late.)"""
     import hydra
 
-    from flowbb.flow.losses import flow_losses
-    from flowbb.training.module import FlowModule, clean_frames, model_inputs
+    from flowbb.training.module import FlowModule
 
     cfg = compose_train_config(tmp_path / "run", ["experiment=debug", *small_data_overrides(one_chain_processed)])
     datamodule = hydra.utils.instantiate(cfg.data, _convert_="all")
@@ -82,13 +81,11 @@ def test_debug_model_fits_one_fixed_noisy_input(one_chain_processed: Path, tmp_p
     batch = next(iter(datamodule.train_dataloader()))
     torch.manual_seed(0)
     module = FlowModule(cfg)
-    clean = clean_frames(batch)
-    noisy = module.interpolant.corrupt(clean, torch.Generator().manual_seed(7), t=torch.tensor([0.7]))
     opt = torch.optim.Adam(module.parameters(), lr=1e-3)
     history = []
-    for _ in range(250):
-        out = module.model(model_inputs(noisy, torch.zeros_like(noisy["trans_t"])))
-        losses = flow_losses(noisy, out, module.flow_cfg)
+    for _ in range(250):  # the same prior draw and t at every step
+        losses, _, _ = module.compute_losses(batch, self_condition=False, generator=torch.Generator().manual_seed(7),
+                                             t=torch.tensor([0.7]))
         opt.zero_grad()
         losses["total"].backward()
         torch.nn.utils.clip_grad_norm_(module.parameters(), 1.0)
