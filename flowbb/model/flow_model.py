@@ -16,6 +16,13 @@ self-conditioning translations in Å), then ``num_blocks`` trunk blocks::
     (quaternion vector (1, b, c, d) normalised + translation, composed onto the frames, identity at padding)
     -> edge / factor transition (not after the last block)
 
+With ``update_scale="one_minus_t"`` every block's update vector (b, c, d, translation) is multiplied by
+``1 - t`` before it is composed: the linear path leaves ``x1 - x_t = (1 - t)(x1 - x0)`` and the geodesic leaves
+``log(R_t^T R1) = (1 - t) log(R0^T R1)`` to cover, so the network's raw output has the scale of the velocity at
+every t (output preconditioning, as EDM's ``c_out``): with the losses' ``1 / (1 - min(t, 0.9))`` scaling the
+regression is equally conditioned at every t, and near t = 1 an untrained update cannot throw the frames
+away from x_t. At t = 1 the prediction is x_t itself.
+
 and a psi head (sin, cos -> atan2). Inside the network translations are in nm (x 0.1): the predicted frames
 are SE(3)-equivariant and psi is invariant. Nothing on the ``flash`` path builds an ``[L, L]`` tensor.
 """
@@ -55,6 +62,8 @@ class FlowModelConfig:
     edge embedders; num_dist_bins, max_dist (Å): RBF distograms; max_offset, c_offset: kNN sequence-offset tags
     (flash only). c_edge_bias: node width fed to the edge/factor transition. seq_tfmr_heads / seq_tfmr_layers /
     c_skip: sequence transformer. trans_scale: Å -> network units. attention_backend: auto | sdpa | flash_attn.
+    update_scale: ``one_minus_t`` (each block's frame update scaled by ``1 - t``, see the module docstring) or
+    ``none`` (the update as the network outputs it, FrameFlow/FoldFlow).
     """
 
     type: str = "flash"
@@ -81,8 +90,11 @@ class FlowModelConfig:
     c_skip: int = 64
     trans_scale: float = 0.1
     attention_backend: str = "auto"
+    update_scale: str = "one_minus_t"
 
     def __post_init__(self) -> None:
+        if self.update_scale not in ("one_minus_t", "none"):
+            raise ValueError(f"FlowModelConfig.update_scale must be 'one_minus_t' or 'none', got {self.update_scale!r}")
         if self.type not in ("flash", "ipa"):
             raise ValueError(f"FlowModelConfig.type must be 'flash' or 'ipa', got {self.type!r}")
         if self.num_blocks < 1:
@@ -159,7 +171,8 @@ class NodeTransition(nn.Module):
 class BackboneUpdate(nn.Module):
     """Frame update from node features: Linear -> (b, c, d, tx, ty, tz); rotation from the quaternion
     (1, b, c, d) normalised, translation t (network units) in the local frame; composed as ``T <- T o T_upd``.
-    Zero-initialised (identity update at init); the update is the identity at padded positions."""
+    Zero-initialised (identity update at init); the update is the identity at padded positions. An optional
+    per-sample ``scale [B]`` multiplies (b, c, d, t) before composition (rotation angle ``2 atan(scale |bcd|)``)."""
 
     def __init__(self, c_s: int) -> None:
         super().__init__()
@@ -167,10 +180,14 @@ class BackboneUpdate(nn.Module):
         nn.init.zeros_(self.linear.weight)
         nn.init.zeros_(self.linear.bias)
 
-    def forward(self, s: Tensor, rots: Tensor, trans: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
-        """Args: s ``[B, L, c_s]``, rots ``[B, L, 3, 3]``, trans ``[B, L, 3]``, mask ``[B, L]`` (float).
-        Returns updated (rots, trans)."""
+    def forward(
+        self, s: Tensor, rots: Tensor, trans: Tensor, mask: Tensor, scale: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """Args: s ``[B, L, c_s]``, rots ``[B, L, 3, 3]``, trans ``[B, L, 3]``, mask ``[B, L]`` (float),
+        scale ``[B]`` or None. Returns updated (rots, trans)."""
         upd = self.linear(s) * mask[..., None]
+        if scale is not None:
+            upd = upd * scale[:, None, None]
         quat = torch.cat([torch.ones_like(upd[..., :1]), upd[..., :3]], dim=-1)
         r_upd = so3.quat_to_rotmat(quat)
         return rigid.compose(rots, trans, r_upd, upd[..., 3:])
@@ -278,6 +295,7 @@ class FlowModel(nn.Module):
         rots = torch.where(valid[..., None, None], rots_in, eye)
         trans = trans_in * self.cfg.trans_scale  # network units
         key_mask = None if bool(valid.all()) else valid
+        update_scale = (1.0 - t) if self.cfg.update_scale == "one_minus_t" else None  # [B]
 
         s0 = self.node_embedder(t, residue_index, mask)
         z = self.edge_embedder(s0, trans_in, sc_trans, residue_index, mask)
@@ -290,7 +308,7 @@ class FlowModel(nn.Module):
                 x = layer(x, key_mask)
             s = (s + block["post_tfmr"](x)) * mask[..., None]
             s = block["node_transition"](s, mask)
-            rots, trans = block["bb_update"](s, rots, trans, mask)
+            rots, trans = block["bb_update"](s, rots, trans, mask, update_scale)
             if "edge_transition" in block:
                 z = block["edge_transition"](s, *z, mask)
                 z = z if isinstance(z, tuple) else (z,)

@@ -26,7 +26,7 @@ def _tiny(kind: str, dtype=torch.float64, seed: int = 0, **overrides) -> FlowMod
         cfg = OmegaConf.load(CONFIGS / "tiny.yaml")
         model = instantiate(cfg, **overrides)
     else:
-        model = FlowModel(**TINY_IPA)
+        model = FlowModel(**{**TINY_IPA, **overrides})
     model = model.to(dtype)
     with torch.no_grad():
         for p in model.parameters():
@@ -151,3 +151,44 @@ def test_flash_model_builds_no_quadratic_tensor_and_uses_every_parameter(chain_f
     assert not quadratic, quadratic[:5]
     unused = sorted(n for n, p in model.named_parameters() if p.grad is None)
     assert not unused, unused  # every parameter takes part (DDP needs no find_unused_parameters)
+
+
+@pytest.mark.parametrize("kind", ["flash", "ipa"])
+def test_update_scale_one_minus_t_scales_each_update_and_is_identity_at_t1(chain_fn, rot_fn, kind):
+    """update_scale=one_minus_t (the default): at t = 1 the prediction is the input frames exactly; with one
+    block, the local translation update and the quaternion vector are (1 - t) times those of update_scale=none
+    with the same weights, and psi is unchanged."""
+    from flowbb.geometry import so3
+
+    batch = _batch(chain_fn, rot_fn)
+    batch["t"] = torch.tensor([1.0, 0.3], dtype=torch.float64)
+    valid = batch["res_mask"].bool()
+    model = _tiny(kind)
+    assert model.cfg.update_scale == "one_minus_t"
+    out = model(batch)
+    assert torch.equal(out["pred_rots"][0], batch["rots_t"][0])
+    torch.testing.assert_close(out["pred_trans"][0], batch["trans_t"][0], atol=1e-12, rtol=0)
+    assert (out["pred_trans"][1] - batch["trans_t"][1])[valid[1]].abs().max() > 1e-3
+
+    scaled = _tiny(kind, num_blocks=1)
+    plain = _tiny(kind, num_blocks=1, update_scale="none")
+    plain.load_state_dict(scaled.state_dict())
+    o_s, o_p = scaled(batch), plain(batch)
+    scale = (1.0 - batch["t"])[:, None, None]
+
+    def local_trans(o):  # R_t^T (x_pred - x_t)
+        return torch.einsum("blji,blj->bli", batch["rots_t"], o["pred_trans"] - batch["trans_t"])
+
+    def quat_vec(o):  # q = (1, v) / |(1, v)|  ->  v = q_xyz / q_w
+        q = so3.rotmat_to_quat(batch["rots_t"].transpose(-1, -2) @ o["pred_rots"])
+        return q[..., 1:] / q[..., :1]
+
+    torch.testing.assert_close(local_trans(o_s)[valid], (scale * local_trans(o_p))[valid], atol=1e-10, rtol=0)
+    torch.testing.assert_close(quat_vec(o_s)[valid], (scale * quat_vec(o_p))[valid], atol=1e-8, rtol=0)
+    assert quat_vec(o_p)[1][valid[1]].abs().max() > 1e-2
+    torch.testing.assert_close(o_s["pred_psi"], o_p["pred_psi"])
+
+
+def test_update_scale_rejects_unknown_value():
+    with pytest.raises(ValueError, match="update_scale"):
+        FlowModelConfig(update_scale="sqrt")
