@@ -63,7 +63,9 @@ class FlowModelConfig:
     (flash only). c_edge_bias: node width fed to the edge/factor transition. seq_tfmr_heads / seq_tfmr_layers /
     c_skip: sequence transformer. trans_scale: Å -> network units. attention_backend: auto | sdpa | flash_attn.
     update_scale: ``one_minus_t`` (each block's frame update scaled by ``1 - t``, see the module docstring) or
-    ``none`` (the update as the network outputs it, FrameFlow/FoldFlow).
+    ``none`` (the update as the network outputs it, FrameFlow/FoldFlow). The presets in ``configs/model`` set
+    ``one_minus_t``; the default ``none`` keeps the meaning of configs without the key (checkpoints written
+    before it existed).
     """
 
     type: str = "flash"
@@ -90,7 +92,7 @@ class FlowModelConfig:
     c_skip: int = 64
     trans_scale: float = 0.1
     attention_backend: str = "auto"
-    update_scale: str = "one_minus_t"
+    update_scale: str = "none"
 
     def __post_init__(self) -> None:
         if self.update_scale not in ("one_minus_t", "none"):

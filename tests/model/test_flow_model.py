@@ -155,7 +155,7 @@ def test_flash_model_builds_no_quadratic_tensor_and_uses_every_parameter(chain_f
 
 @pytest.mark.parametrize("kind", ["flash", "ipa"])
 def test_update_scale_one_minus_t_scales_each_update_and_is_identity_at_t1(chain_fn, rot_fn, kind):
-    """update_scale=one_minus_t (the default): at t = 1 the prediction is the input frames exactly; with one
+    """update_scale=one_minus_t (every preset): at t = 1 the prediction is the input frames exactly; with one
     block, the local translation update and the quaternion vector are (1 - t) times those of update_scale=none
     with the same weights, and psi is unchanged."""
     from flowbb.geometry import so3
@@ -163,14 +163,13 @@ def test_update_scale_one_minus_t_scales_each_update_and_is_identity_at_t1(chain
     batch = _batch(chain_fn, rot_fn)
     batch["t"] = torch.tensor([1.0, 0.3], dtype=torch.float64)
     valid = batch["res_mask"].bool()
-    model = _tiny(kind)
-    assert model.cfg.update_scale == "one_minus_t"
+    model = _tiny(kind, update_scale="one_minus_t")
     out = model(batch)
     assert torch.equal(out["pred_rots"][0], batch["rots_t"][0])
     torch.testing.assert_close(out["pred_trans"][0], batch["trans_t"][0], atol=1e-12, rtol=0)
     assert (out["pred_trans"][1] - batch["trans_t"][1])[valid[1]].abs().max() > 1e-3
 
-    scaled = _tiny(kind, num_blocks=1)
+    scaled = _tiny(kind, num_blocks=1, update_scale="one_minus_t")
     plain = _tiny(kind, num_blocks=1, update_scale="none")
     plain.load_state_dict(scaled.state_dict())
     o_s, o_p = scaled(batch), plain(batch)
