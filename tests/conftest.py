@@ -46,7 +46,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 # ---------------------------------------------------------------------------------------------------------------
 # Sampling / notebook tests (owner: sampler helper): a real flowbb checkpoint trained in seconds.
-# ``experiment=debug`` (tiny FlashIPA model) for a few steps on a processed store of six small single-chain ddg
+# ``experiment=debug model=tiny`` (tiny FlashIPA model) for a few steps on a processed store of six small single-chain ddg
 # structures, through ``flowbb.training.train`` exactly as ``python train.py`` runs it: the checkpoint holds EMA
 # weights and the resolved training config. Used by tests/training/test_sampling.py and tests/test_notebook.py.
 # ---------------------------------------------------------------------------------------------------------------
@@ -57,7 +57,7 @@ TINY_CKPT_STEPS = 4
 
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Path:
-    """``last.ckpt`` of a 4-step ``experiment=debug`` run (EMA decay 0.5, so EMA and raw weights differ)."""
+    """``last.ckpt`` of a 4-step ``experiment=debug model=tiny`` run (EMA decay 0.5, so EMA and raw weights differ)."""
     import shutil
 
     from hydra import compose, initialize_config_dir
@@ -74,7 +74,7 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory, shared_data: Path)
     preprocess(raw, processed, num_workers=0, progress=False)
     run_dir = root / "run"
     overrides = [
-        f"paths.root={REPO_ROOT}", f"paths.run_dir={run_dir}", "experiment=debug", "logger=none",
+        f"paths.root={REPO_ROOT}", f"paths.run_dir={run_dir}", "experiment=debug", "model=tiny", "logger=none",
         "data=pdb", f"data.processed_dir={processed}", "data.filters.min_length=40", "data.filters.max_length=100",
         "data.filters.monomer_only=false", "data.filters.max_resolution=null", "data.filters.max_coil_frac=null",
         "data.filters.rg_factor=null", "data.clusters.enabled=false", "data.split.num_val_chains=0",

@@ -1,12 +1,16 @@
-"""Length-grouped batch sampler with a token budget, sharded over DDP ranks.
+"""Length-grouped (or time) batch sampler with a token budget, sharded over DDP ranks.
 
 Per epoch (deterministic in ``seed`` and ``epoch``, identical on every rank):
 
 1. pick the chains: all of them, or with ``clusters`` one chain per cluster drawn at random;
-2. shuffle, then stable-sort by length (equal lengths stay in random order) and pack greedily in ascending
-   length: a batch grows while
-   - ``budget: tokens``:  ``B * L_max <= max_tokens`` (FlashIPA: memory linear in L), or
-   - ``budget: squared``: ``B <= max_squared_res // L_max**2`` (FoldFlow/FrameFlow rule for quadratic IPA),
+2. form batches, by ``mode``:
+   - ``length``: shuffle, then stable-sort by length (equal lengths stay in random order) and pack greedily
+     in ascending length while the budget holds;
+   - ``time`` (FrameDiff/FoldFlow's ``time_batch``): every batch is ONE chain repeated as many times as the
+     budget holds; the interpolant gives each copy its own t and prior draw, and the ``ot`` coupling then
+     pairs the batch's noise draws with the copies of that chain;
+   the budget is ``B * L_max <= max_tokens`` (``budget: tokens``; FlashIPA: memory linear in L) or
+   ``B <= max_squared_res // L_max**2`` (``budget: squared``; FoldFlow/FrameFlow rule for quadratic IPA),
    and ``B <= max_batch_size``; chains that alone break the budget are left out (with a warning);
 3. shuffle the batches; if their number is not a multiple of the world size, repeat the first few so it is
    (fewer than ``num_replicas`` repeats: at most one extra batch per rank); rank r takes batches r, r+W, ...
@@ -44,6 +48,7 @@ class LengthBatchSampler:
 
     Args:
         lengths: [N] chain lengths (tokens) per dataset index.
+        mode: "length" (chains of similar length per batch) or "time" (one chain repeated per batch).
         max_tokens: budget for ``B * L_max`` (``budget: tokens``).
         max_batch_size: cap on B (None: no cap).
         budget: "tokens" or "squared".
@@ -53,6 +58,8 @@ class LengthBatchSampler:
         seed: shared seed (same on all ranks).
         shuffle: False gives a fixed order (length-sorted batches, all indices; for validation).
     """
+
+    MODES = ("length", "time")
 
     def __init__(
         self,
@@ -66,8 +73,12 @@ class LengthBatchSampler:
         rank: int = 0,
         seed: int = 0,
         shuffle: bool = True,
+        mode: str = "length",
     ) -> None:
         self.lengths = np.asarray(lengths, dtype=np.int64)
+        if mode not in self.MODES:
+            raise ValueError(f"batcher mode must be one of {self.MODES}, got {mode!r}")
+        self.mode = mode
         if budget not in ("tokens", "squared"):
             raise ValueError(f"budget must be 'tokens' or 'squared', got {budget!r}")
         if budget == "tokens" and not max_tokens:
@@ -135,6 +146,8 @@ class LengthBatchSampler:
         chosen = self._select(rng)
         if self.shuffle:
             chosen = rng.permutation(chosen)
+        if self.mode == "time":
+            return [[index] * self.capacity(int(self.lengths[index])) for index in chosen.tolist()]
         chosen = chosen[np.argsort(self.lengths[chosen], kind="stable")]
         batches: list[list[int]] = []
         current: list[int] = []

@@ -64,7 +64,8 @@ class ProteinDataModule(L.LightningDataModule):
         filters: :class:`flowbb.data.filters.FilterConfig` fields.
         clusters: ``enabled`` (one chain per cluster per epoch), ``file`` (RCSB clusters file or null),
             ``method`` (exact | kmer | none), ``k``, ``min_similarity``.
-        batcher: ``budget`` (tokens | squared), ``max_tokens``, ``max_batch_size``, ``max_squared_res``.
+        batcher: ``mode`` (length | time: one chain repeated per batch, training only), ``budget``
+            (tokens | squared), ``max_tokens``, ``max_batch_size``, ``max_squared_res``.
         dataset: ``center``, ``drop_unmodeled``.
         split: ``num_val_chains`` (whole clusters moved to validation), ``seed``.
         loader: ``num_workers``, ``pin_memory``, ``persistent_workers``.
@@ -96,6 +97,7 @@ class ProteinDataModule(L.LightningDataModule):
             **(_plain(clusters) or {}),
         }
         self.batcher_cfg = {
+            "mode": "length",
             "budget": "tokens",
             "max_tokens": 16384,
             "max_batch_size": None,
@@ -183,11 +185,13 @@ class ProteinDataModule(L.LightningDataModule):
     def batch_sampler(
         self, dataset: ProteinChainDataset, clusters: np.ndarray | None, shuffle: bool
     ) -> LengthBatchSampler:
-        """The length batcher for a dataset (rank/world size from the trainer when attached)."""
+        """The batcher for a dataset (rank/world size from the trainer when attached). Validation
+        (``shuffle=False``) always batches by length: every validation chain once per pass."""
         world, rank = self._world()
         cfg = self.batcher_cfg
         return LengthBatchSampler(
             dataset.lengths,
+            mode=cfg.get("mode", "length") if shuffle else "length",
             max_tokens=cfg.get("max_tokens"),
             max_batch_size=cfg.get("max_batch_size"),
             budget=cfg.get("budget", "tokens"),

@@ -92,3 +92,35 @@ def test_validation_order_is_fixed(lengths):
     flat = [i for b in a for i in b]
     assert sorted(flat) == list(range(len(lengths)))
     assert list(lengths[flat]) == sorted(lengths)
+
+
+@pytest.mark.parametrize("budget", ["tokens", "squared"])
+@pytest.mark.parametrize("world", [1, 3])
+def test_time_batches_repeat_one_chain_up_to_the_budget(lengths, budget, world):
+    kw = {"mode": "time", "budget": budget, "max_tokens": 4096, "max_squared_res": 400_000,
+          "max_batch_size": 24, "seed": 2}
+    per_rank = _all_ranks(lengths, world, epoch=1, **kw)
+    assert len({len(b) for b in per_rank}) == 1
+    sampler = LengthBatchSampler(lengths, **kw)
+    sampler.set_epoch(1)
+    global_batches = sampler.global_batches()
+    fitting = [i for i in range(len(lengths)) if sampler._fits(lengths[[i]])[0]]
+    assert sorted(b[0] for b in global_batches) == fitting  # every fitting chain heads exactly one batch
+    for batches in per_rank:
+        for batch in batches:
+            n = int(lengths[batch[0]])
+            cap = 4096 // n if budget == "tokens" else 400_000 // n**2
+            assert batch == [batch[0]] * min(cap, 24)  # one chain, as many copies as the budget holds
+    order = [b[0] for b in global_batches]
+    assert order != sorted(order, key=lambda i: lengths[i])  # shuffled, not length-sorted
+    sampler.set_epoch(2)
+    assert [b[0] for b in sampler.global_batches()] != order
+
+
+def test_time_batches_one_chain_per_cluster_and_bad_mode(lengths):
+    clusters = np.arange(len(lengths)) // 5
+    sampler = LengthBatchSampler(lengths, mode="time", max_tokens=4096, clusters=clusters, seed=0)
+    heads = [b[0] for b in sampler]
+    assert sorted(Counter(clusters[heads]).values()) == [1] * len(np.unique(clusters))
+    with pytest.raises(ValueError, match="batcher mode"):
+        LengthBatchSampler(lengths, mode="times", max_tokens=4096)

@@ -144,3 +144,26 @@ def test_datamodule_from_hydra_style_config(small_store):
     val_rows = [r for batch in dm.val_dataloader() for r in batch["row"].tolist()]
     assert len(val_rows) >= 2 and not set(val_rows) & train_rows
     assert dm.val_lengths() == [int(n) for n in dm.val_dataset.lengths]
+
+
+def test_datamodule_time_batches_for_training_only(small_store):
+    """``batcher.mode=time``: each training batch is copies of one real chain (same coordinates), validation
+    still visits every validation chain once."""
+    dm = ProteinDataModule(
+        processed_dir=str(small_store),
+        filters={"min_length": 60, "max_length": 512},
+        clusters={"enabled": False},
+        batcher={"mode": "time", "budget": "tokens", "max_tokens": 1024, "max_batch_size": 8},
+        split={"num_val_chains": 2, "seed": 0},
+    )
+    dm.setup("fit")
+    heads = []
+    for batch in dm.train_dataloader():
+        b, n = batch["res_mask"].shape
+        assert b == min(1024 // n, 8) and len(set(batch["row"].tolist())) == 1
+        assert torch.equal(batch["atoms"], batch["atoms"][:1].expand_as(batch["atoms"]))
+        assert batch["res_mask"].all()  # copies of one chain: no padding
+        heads.append(int(batch["row"][0]))
+    assert sorted(heads) == sorted(dm.train_dataset.rows.tolist())
+    val_rows = [r for batch in dm.val_dataloader() for r in batch["row"].tolist()]
+    assert sorted(val_rows) == sorted(dm.val_dataset.rows.tolist())

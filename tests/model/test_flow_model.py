@@ -55,7 +55,7 @@ def _batch(chain_fn, rot_fn, B=2, L=23, seed=1, dtype=torch.float64):
 FLASH_ONLY = {"z_factor_rank", "knn_k", "knn_chunk", "max_offset", "c_offset"}
 
 
-@pytest.mark.parametrize("name", ["flash", "ipa", "tiny"])
+@pytest.mark.parametrize("name", ["flash", "ipa", "small", "tiny"])
 def test_config_presets_instantiate_with_their_keys(name):
     cfg = OmegaConf.load(CONFIGS / f"{name}.yaml")
     keys = set(cfg) - {"_target_"}

@@ -1,4 +1,5 @@
-"""The debug model fitting one real chain on CPU: one fixed noisy input (fast), all noises and times (slow)."""
+"""The debug experiment fitting one real chain on CPU: one fixed noisy input (fast, tiny model), all noises and
+times (slow, the experiment as it is)."""
 
 from __future__ import annotations
 
@@ -17,10 +18,18 @@ CHAIN_FILE = "107L.pdb"  # T4 lysozyme, one chain of 162 residues
 
 @pytest.fixture
 def one_thread():
-    """One torch thread: a tiny model on one chain gains nothing from more, and on a shared machine two
-    OpenMP threads competing for busy cores make each step many times slower."""
+    """One torch thread for the tiny model on one fixed input: it gains nothing from more, and on a shared
+    machine two OpenMP threads competing for busy cores make each step many times slower."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def two_threads():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
     yield
     torch.set_num_threads(before)
 
@@ -39,13 +48,12 @@ def one_chain_processed(shared_data: Path, tmp_path: Path) -> Path:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason=(
-    "issue #4 open: loss ratio after 500 steps is 0.70-0.78 (target <= 0.30). Fitting every noise and time of one "
-    "chain needs pose-aware memorisation; the rotation term stays near its identity-update baseline (1.78) for "
-    "~1000 steps. 1500 steps: 0.44 (update_scale=one_minus_t) / 0.47 (none). Larger debug models, dense IPA, "
-    "lr 3e-3 and the OT coupling reach 0.46-0.62 at 500 steps. The rotation floor alone without rotation "
-    "learning (~1.64) is above 0.3 x the first-20 mean (~1.4)."))
-def test_debug_overfits_one_chain(one_chain_processed: Path, tmp_path: Path, one_thread: None) -> None:
+def test_debug_overfits_one_chain(one_chain_processed: Path, tmp_path: Path, two_threads: None) -> None:
+    """``experiment=debug`` as it is (model=small, time batches of ~1k tokens: 6 copies of the chain per step,
+    each with its own t and noise) through ``train``: after 500 steps the mean total loss of the last 20 steps
+    is at most 30% of the first 20. The loss is over random t, so it has a floor (at t near 0 the chain's pose
+    cannot be read from the noise); fitting the rest needs the chain memorised in a pose-aware way, rotations
+    included."""
     run = tmp_path / "run"
     cfg = compose_train_config(run, [
         "experiment=debug", "logger=csv", *small_data_overrides(one_chain_processed),
@@ -60,6 +68,7 @@ def test_debug_overfits_one_chain(one_chain_processed: Path, tmp_path: Path, one
     rows = sorted(rows, key=lambda r: int(r["step"]))
     losses = [float(r["train/loss_total"]) for r in rows]
     assert len(losses) == 500
+    assert {float(r["train/batch_size"]) for r in rows} == {6.0}  # 1024 // 162 copies of the chain per step
     first, last = sum(losses[:20]) / 20, sum(losses[-20:]) / 20
     terms = {k: (sum(float(r[f"train/loss_{k}"]) for r in rows[:20]) / 20,
                  sum(float(r[f"train/loss_{k}"]) for r in rows[-20:]) / 20) for k in ("trans", "rot", "bb_atom", "pair_dist")}
@@ -71,12 +80,13 @@ def test_debug_overfits_one_chain(one_chain_processed: Path, tmp_path: Path, one
 def test_debug_model_fits_one_fixed_noisy_input(one_chain_processed: Path, tmp_path: Path, one_thread: None) -> None:
     """Model, corruption and losses chained together can drive the loss of one fixed (noise, t) input of one
     real chain to near zero: every term's gradient reaches the parameters with the right sign. (Fitting all
-    noises and times of a chain is the slow test above; there the rotation term learns only late.)"""
+    noises and times of a chain is the slow test above.)"""
     import hydra
 
     from flowbb.training.module import FlowModule
 
-    cfg = compose_train_config(tmp_path / "run", ["experiment=debug", *small_data_overrides(one_chain_processed)])
+    cfg = compose_train_config(tmp_path / "run", ["experiment=debug", "model=tiny", "data.batcher.mode=length",
+                                                  *small_data_overrides(one_chain_processed)])
     datamodule = hydra.utils.instantiate(cfg.data, _convert_="all")
     datamodule.setup("fit")
     batch = next(iter(datamodule.train_dataloader()))

@@ -19,7 +19,7 @@ from flowbb.training.guard import NonFiniteGuard
 from flowbb.training.module import GUARD_KEY, FlowModule
 from flowbb.training.run import train
 
-FAST = ["experiment=debug", "logger=csv", "trainer.log_every_n_steps=1", "callbacks.validation.every_n_steps=0",
+FAST = ["experiment=debug", "model=tiny", "logger=csv", "trainer.log_every_n_steps=1", "callbacks.validation.every_n_steps=0",
         "callbacks.validation.run_at_end=false", "data.batcher.max_tokens=1024"]
 
 
@@ -107,7 +107,7 @@ def _run_cli(args: list[str], cwd: Path, env_extra: dict[str, str] | None = None
 
 def test_cli_run_dir_contents_and_resume(small_processed: Path, tmp_path: Path) -> None:
     run = tmp_path / "cli_run"
-    args = ["experiment=debug", *small_data_overrides(small_processed), "data.batcher.max_tokens=1024",
+    args = ["experiment=debug", "model=tiny", *small_data_overrides(small_processed), "data.batcher.max_tokens=1024",
             f"hydra.run.dir={run}", "callbacks.validation.every_n_steps=2", "callbacks.validation.lengths=[24]",
             "callbacks.validation.samples_per_length=1", "callbacks.validation.num_steps=3"]
     netrc = tmp_path / "no_netrc"  # no key anywhere: W&B must go offline by itself
@@ -130,7 +130,7 @@ def test_cli_run_dir_contents_and_resume(small_processed: Path, tmp_path: Path) 
 def test_ddp_two_cpu_processes_disjoint_batches(small_processed: Path, tmp_path: Path) -> None:
     run = tmp_path / "ddp_run"
     rec = tmp_path / "rec"
-    args = ["experiment=debug", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2",
+    args = ["experiment=debug", "model=tiny", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2",
             "trainer.precision=32-true", "trainer.max_steps=3", "logger=csv", *small_data_overrides(small_processed),
             "data.batcher.max_tokens=512", "callbacks.validation.every_n_steps=0",
             "callbacks.validation.run_at_end=false", f"hydra.run.dir={run}",
