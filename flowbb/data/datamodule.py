@@ -191,7 +191,7 @@ class ProteinDataModule(L.LightningDataModule):
         cfg = self.batcher_cfg
         return LengthBatchSampler(
             dataset.lengths,
-            mode=cfg.get("mode", "length") if shuffle else "length",
+            mode=cfg["mode"] if shuffle else "length",
             max_tokens=cfg.get("max_tokens"),
             max_batch_size=cfg.get("max_batch_size"),
             budget=cfg.get("budget", "tokens"),
