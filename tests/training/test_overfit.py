@@ -27,14 +27,6 @@ def one_thread():
 
 
 @pytest.fixture
-def two_threads():
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture
 def one_chain_processed(shared_data: Path, tmp_path: Path) -> Path:
     """A processed store holding only CHAIN_FILE."""
     from flowbb.data.preprocess import preprocess
@@ -48,12 +40,12 @@ def one_chain_processed(shared_data: Path, tmp_path: Path) -> Path:
 
 
 @pytest.mark.slow
-def test_debug_overfits_one_chain(one_chain_processed: Path, tmp_path: Path, two_threads: None) -> None:
+def test_debug_overfits_one_chain(one_chain_processed: Path, tmp_path: Path) -> None:
     """``experiment=debug`` as it is (model=small, time batches of ~1k tokens: 6 copies of the chain per step,
     each with its own t and noise) through ``train``: after 500 steps the mean total loss of the last 20 steps
     is at most 30% of the first 20. The loss is over random t, so it has a floor (at t near 0 the chain's pose
     cannot be read from the noise); fitting the rest needs the chain memorised in a pose-aware way, rotations
-    included."""
+    included. Runs with the suite's 2 torch threads (tests/conftest.py)."""
     run = tmp_path / "run"
     cfg = compose_train_config(run, [
         "experiment=debug", "logger=csv", *small_data_overrides(one_chain_processed),
