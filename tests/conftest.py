@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-torch.set_num_threads(2)
+torch.set_num_threads(int(os.environ.get("FLOWBB_TEST_THREADS", "2")))  # 1 beside a background run
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("FLOWBB_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))

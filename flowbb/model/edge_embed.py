@@ -145,6 +145,10 @@ class FactorizedEdgeEmbedder(nn.Module):
     ``|x_i - x_j|`` (``num_bins``) tagged with a learned embedding of the clamped sequence offset
     ``r_j - r_i`` (``c_offset``), flattened over the k neighbours (missing neighbours are zero). The
     self-conditioning block is zero for samples whose sc_trans is all zero (no self-conditioning).
+    With ``seq_neighbors = n > 0`` a second block per translation set gives, for each sequence neighbour
+    ``i + o`` (``o = -n..-1, 1..n`` along the chain), an RBF distogram of ``|x_i - x_{i+o}|`` and a flag that the
+    residue numbering is contiguous there (``r_{i+o} - r_i = o``): the chain neighbours are always seen, also at
+    mid t where they are rarely among the spatial kNN. Missing neighbours (chain ends, padding) are zero.
     -> MLP -> ``2 R c_z`` -> two factors, each LayerNorm-ed over c_z, zero at padded residues.
     """
 
@@ -161,16 +165,19 @@ class FactorizedEdgeEmbedder(nn.Module):
         c_offset: int = 16,
         c_hidden: int | None = None,
         knn_chunk: int | None = None,
+        seq_neighbors: int = 0,
     ) -> None:
         super().__init__()
         if k < 1 or rank < 1:
             raise ValueError(f"FactorizedEdgeEmbedder: k and rank must be >= 1, got k={k}, rank={rank}")
-        self.c_z, self.rank, self.k = c_z, rank, k
+        if seq_neighbors < 0:
+            raise ValueError(f"FactorizedEdgeEmbedder: seq_neighbors must be >= 0, got {seq_neighbors}")
+        self.c_z, self.rank, self.k, self.seq_neighbors = c_z, rank, k, seq_neighbors
         self.c_p, self.num_bins, self.max_dist = c_p, num_bins, max_dist
         self.max_offset, self.knn_chunk = max_offset, knn_chunk
         self.linear_s_p = nn.Linear(c_s, c_p)
         self.offset_embed = nn.Embedding(2 * max_offset + 1, c_offset)
-        d_in = 2 * c_p + 2 * k * (num_bins + c_offset)
+        d_in = 2 * c_p + 2 * k * (num_bins + c_offset) + 2 * 2 * seq_neighbors * (num_bins + 1)
         c_hidden = c_hidden or 2 * rank * c_z
         self.mlp = _mlp(d_in, c_hidden, 2 * rank * c_z, n_hidden=2)
         self.norm1 = nn.LayerNorm(c_z)
@@ -194,6 +201,24 @@ class FactorizedEdgeEmbedder(nn.Module):
         feats = feats * nbr_mask[..., None].to(x.dtype)
         return feats.reshape(B, L, -1)
 
+    def seq_neighbor_features(self, x: Tensor, residue_index: Tensor, mask: Tensor) -> Tensor:
+        """Sequence-neighbour block ``[B, L, 2 n (num_bins + 1)]`` of points ``x [B, L, 3]`` (Å)."""
+        L = x.shape[1]
+        n = self.seq_neighbors
+        valid = mask.bool()
+        blocks = []
+        for o in [*range(-n, 0), *range(1, n + 1)]:
+            j = torch.arange(L, device=x.device) + o
+            inside = (j >= 0) & (j < L)
+            jc = j.clamp(0, L - 1)
+            ok = valid & valid[:, jc] & inside  # [B, L]
+            diff = x[:, jc] - x
+            d = torch.sqrt((diff * diff).sum(-1).clamp_min(torch.finfo(x.dtype).tiny))
+            contiguous = (residue_index[:, jc] - residue_index == o).to(x.dtype)
+            f = torch.cat([rbf_distogram(d, self.num_bins, self.max_dist), contiguous[..., None]], dim=-1)
+            blocks.append(f * ok[..., None].to(x.dtype))
+        return torch.cat(blocks, dim=-1)
+
     def forward(
         self, s: Tensor, trans: Tensor, sc_trans: Tensor, residue_index: Tensor, mask: Tensor
     ) -> tuple[Tensor, Tensor]:
@@ -210,15 +235,18 @@ class FactorizedEdgeEmbedder(nn.Module):
         pos = sinusoidal_embedding(chain_positions(residue_index, mask).to(s.dtype), self.c_p)
         sc = sc_trans * m[..., None]
         has_sc = (sc.detach().abs().sum(dim=(1, 2)) > 0).to(s.dtype)[:, None, None]  # [B, 1, 1]
-        feats = torch.cat(
-            [
-                self.linear_s_p(s),
-                pos,
-                self.knn_features(trans, residue_index, mask),
-                self.knn_features(sc, residue_index, mask) * has_sc,
-            ],
-            dim=-1,
-        )
+        pieces = [
+            self.linear_s_p(s),
+            pos,
+            self.knn_features(trans, residue_index, mask),
+            self.knn_features(sc, residue_index, mask) * has_sc,
+        ]
+        if self.seq_neighbors:
+            pieces += [
+                self.seq_neighbor_features(trans, residue_index, mask),
+                self.seq_neighbor_features(sc, residue_index, mask) * has_sc,
+            ]
+        feats = torch.cat(pieces, dim=-1)
         z = self.mlp(feats).view(B, L, 2, self.rank, self.c_z)
         m4 = m[:, :, None, None]
         return self.norm1(z[:, :, 0]) * m4, self.norm2(z[:, :, 1]) * m4

@@ -40,6 +40,15 @@ class FlashIPAConfig(IPAConfig):
 
     z_factor_rank: int = 2
     backend: str = "auto"
+    seq_offset_freqs: int = 0
+
+
+def offset_periods(num_freqs: int, shortest: float = 3.0, longest: float = 100.0) -> list[float]:
+    """Periods (in residues) of the sequence-offset bias: geometric from ``shortest`` to ``longest``."""
+    if num_freqs == 1:
+        return [shortest]
+    ratio = (longest / shortest) ** (1.0 / (num_freqs - 1))
+    return [shortest * ratio**f for f in range(num_freqs)]
 
 
 class FlashIPA(IPAParams):
@@ -57,10 +66,20 @@ class FlashIPA(IPAParams):
         eps: float = 1e-8,
         zero_init: bool = True,
         backend: str = "auto",
+        seq_offset_freqs: int = 0,
     ) -> None:
         super().__init__(
             c_s, c_z, c_hidden, no_heads, no_qk_points, no_v_points, eps=eps, zero_init=zero_init
         )
+        if seq_offset_freqs < 0:
+            raise ValueError(f"FlashIPA: seq_offset_freqs must be >= 0, got {seq_offset_freqs}")
+        # Exact sequence-offset bias: per head h, sum_f A_hf cos(w_f (j - i)) + B_hf sin(w_f (j - i)), lifted as
+        # q~ += [A cos w p_i - B sin w p_i, A sin w p_i + B cos w p_i], k~ += [cos w p_j, sin w p_j] (no L x L).
+        self.seq_offset_freqs = seq_offset_freqs
+        if seq_offset_freqs:
+            self.offset_bias = torch.nn.Parameter(torch.zeros(no_heads, 2, seq_offset_freqs))  # (A, B) per head
+            omega = torch.tensor([2.0 * math.pi / p for p in offset_periods(seq_offset_freqs)])
+            self.register_buffer("offset_omega", omega, persistent=False)
         if z_factor_rank < 1:
             raise ValueError(f"FlashIPA: z_factor_rank must be >= 1, got {z_factor_rank}")
         if backend not in ("auto", "sdpa", "flash_attn"):
@@ -82,6 +101,7 @@ class FlashIPA(IPAParams):
             eps=cfg.eps,
             zero_init=cfg.zero_init,
             backend=cfg.backend,
+            seq_offset_freqs=cfg.seq_offset_freqs,
         )
 
     @classmethod
@@ -107,14 +127,28 @@ class FlashIPA(IPAParams):
     def lifted_widths(self) -> tuple[int, int]:
         """Head widths (q/k, v) of the lifted vectors before padding to a common width."""
         C, P, Pv, Rc = self.c_hidden, self.no_qk_points, self.no_v_points, self.z_factor_rank * self.c_z
-        return C + 3 * P + 1 + Rc, C + 3 * Pv + Rc
+        return C + 3 * P + 1 + Rc + 2 * self.seq_offset_freqs, C + 3 * Pv + Rc
 
-    def lift(self, p: dict[str, Tensor], z1: Tensor, z2: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def offset_lift(self, positions: Tensor, like: Tensor) -> tuple[Tensor, Tensor]:
+        """Query and key channels ``[B, L, H, 2F]`` of the sequence-offset bias for chain ``positions [B, L]``;
+        their dot product is ``sum_f A_hf cos(w_f (p_j - p_i)) + B_hf sin(w_f (p_j - p_i))``."""
+        B, L = positions.shape
+        ang = positions.double()[..., None] * self.offset_omega.double()  # [B, L, F]; exact for long chains
+        cos, sin = torch.cos(ang).to(like.dtype)[:, :, None], torch.sin(ang).to(like.dtype)[:, :, None]
+        a, b = self.offset_bias.to(like.dtype).unbind(1)  # [H, F] each
+        q_off = torch.cat([a * cos - b * sin, a * sin + b * cos], dim=-1)  # [B, L, H, 2F]
+        k_off = torch.cat([cos, sin], dim=-1).expand(B, L, self.no_heads, -1)
+        return q_off, k_off
+
+    def lift(
+        self, p: dict[str, Tensor], z1: Tensor, z2: Tensor, positions: Tensor | None = None
+    ) -> tuple[Tensor, Tensor, Tensor]:
         """Lifted queries, keys and values ``[B, L, H, width]`` (zero-padded to the backend's common width).
 
         Args:
             p: :meth:`project` output (points in the global, centred frame).
             z1, z2: pair factors ``[B, L, R, c_z]``.
+            positions: chain positions ``[B, L]`` (needed when ``seq_offset_freqs > 0``).
         """
         B, L, H, C = p["q"].shape
         P, Pv, R, cz = self.no_qk_points, self.no_v_points, self.z_factor_rank, self.c_z
@@ -135,6 +169,12 @@ class FlashIPA(IPAParams):
         # w_L * linear_b.bias: a per-head logit constant (cancels in the softmax, as in the reference IPA), carried
         # in the key-norm channel so that every parameter takes part in the graph (DDP without unused parameters)
         b_head = (self.linear_b.bias * math.sqrt(1.0 / 3.0)).to(ref.dtype)[None, None, :, None]
+        q_off, k_off = [], []
+        if self.seq_offset_freqs:
+            if positions is None:
+                raise ValueError("FlashIPA: seq_offset_freqs > 0 needs the chain positions")
+            q_o, k_o = self.offset_lift(positions, ref)
+            q_off, k_off = [q_o], [k_o]
         q_t = torch.cat(
             [
                 p["q"],
@@ -142,18 +182,29 @@ class FlashIPA(IPAParams):
                 ref.new_ones(B, L, H, 1),
                 b1.reshape(B, L, H, R * cz),
             ]
+            + q_off
             + zeros(width - dqk),
             -1,
         )
         k_t = torch.cat(
             [p["k"] * (1.0 / math.sqrt(3.0 * C)), k_pts * w, k_norm * (-0.5 * w) + b_head, z2_flat]
+            + k_off
             + zeros(width - dqk),
             -1,
         )
         v_t = torch.cat([p["v"], p["v_pts"].reshape(B, L, H, 3 * Pv), z2_flat] + zeros(width - dv), -1)
         return q_t, k_t, v_t
 
-    def forward(self, s: Tensor, z1: Tensor, z2: Tensor, rots: Tensor, trans: Tensor, mask: Tensor) -> Tensor:
+    def forward(
+        self,
+        s: Tensor,
+        z1: Tensor,
+        z2: Tensor,
+        rots: Tensor,
+        trans: Tensor,
+        mask: Tensor,
+        positions: Tensor | None = None,
+    ) -> Tensor:
         """FlashIPA update.
 
         Args:
@@ -161,6 +212,8 @@ class FlashIPA(IPAParams):
             z1, z2: pair factors ``[B, L, R, c_z]`` (``z_ij = sum_r z1_ir * z2_jr``).
             rots: ``[B, L, 3, 3]``; trans: ``[B, L, 3]``.
             mask: residue mask ``[B, L]`` (bool or float).
+            positions: chain positions ``[B, L]`` (residue numbers; only offsets matter), for the
+                sequence-offset bias (``seq_offset_freqs > 0``).
         Returns:
             ``[B, L, c_s]``, exactly zero at padded rows.
         """
@@ -183,7 +236,7 @@ class FlashIPA(IPAParams):
             m = mask.to(s.dtype)
             centre = (trans * m[..., None]).sum(1, keepdim=True) / m.sum(1)[:, None, None].clamp_min(1.0)
             trans_c = trans - centre  # [B, L, 3]; logits are translation invariant
-            q_t, k_t, v_t = self.lift(self.project(s, rots, trans_c), z1, z2)  # [B, L, H, width]
+            q_t, k_t, v_t = self.lift(self.project(s, rots, trans_c), z1, z2, positions)  # [B, L, H, width]
             if amp_dtype is not None:
                 q_t, k_t, v_t = (x.to(amp_dtype) for x in (q_t, k_t, v_t))
             key_mask = None if bool(keys.all()) else keys

@@ -65,7 +65,10 @@ class FlowModelConfig:
     update_scale: ``one_minus_t`` (each block's frame update scaled by ``1 - t``, see the module docstring) or
     ``none`` (the update as the network outputs it, FrameFlow/FoldFlow). The presets in ``configs/model`` set
     ``one_minus_t``; the default ``none`` keeps the meaning of configs without the key (checkpoints written
-    before it existed).
+    before it existed). seq_offset_freqs (flash only): frequencies of FlashIPA's exact sequence-offset logit bias
+    (trigonometric polynomial of ``j - i`` per head; 0: none). seq_neighbors (flash only): distograms to the
+    sequence neighbours ``i +- 1..n`` in the pair factors, beside the spatial kNN (0: none). Both default to 0,
+    the meaning of configs written before they existed.
     """
 
     type: str = "flash"
@@ -93,12 +96,17 @@ class FlowModelConfig:
     trans_scale: float = 0.1
     attention_backend: str = "auto"
     update_scale: str = "none"
+    seq_offset_freqs: int = 0
+    seq_neighbors: int = 0
 
     def __post_init__(self) -> None:
         if self.update_scale not in ("one_minus_t", "none"):
             raise ValueError(f"FlowModelConfig.update_scale must be 'one_minus_t' or 'none', got {self.update_scale!r}")
         if self.type not in ("flash", "ipa"):
             raise ValueError(f"FlowModelConfig.type must be 'flash' or 'ipa', got {self.type!r}")
+        if self.type == "ipa" and (self.seq_offset_freqs or self.seq_neighbors):
+            raise ValueError("FlowModelConfig: seq_offset_freqs and seq_neighbors are flash-only (the ipa model's "
+                             "dense pair features carry every sequence offset already)")
         if self.num_blocks < 1:
             raise ValueError(f"FlowModelConfig.num_blocks must be >= 1, got {self.num_blocks}")
         if (self.c_s + self.c_skip) % self.seq_tfmr_heads != 0:
@@ -229,7 +237,7 @@ class FlowModel(nn.Module):
             self.edge_embedder: nn.Module = FactorizedEdgeEmbedder(
                 cfg.c_s, cfg.c_z, rank=cfg.z_factor_rank, k=cfg.knn_k, c_p=cfg.c_edge_feat,
                 num_bins=cfg.num_dist_bins, max_dist=cfg.max_dist, max_offset=cfg.max_offset,
-                c_offset=cfg.c_offset, knn_chunk=cfg.knn_chunk,
+                c_offset=cfg.c_offset, knn_chunk=cfg.knn_chunk, seq_neighbors=cfg.seq_neighbors,
             )  # fmt: skip
         else:
             self.edge_embedder = DenseEdgeEmbedder(
@@ -241,8 +249,9 @@ class FlowModel(nn.Module):
             block = nn.ModuleDict()
             if cfg.type == "flash":
                 block["ipa"] = FlashIPA(
-                    **ipa_dims, z_factor_rank=cfg.z_factor_rank, backend=cfg.attention_backend
-                )
+                    **ipa_dims, z_factor_rank=cfg.z_factor_rank, backend=cfg.attention_backend,
+                    seq_offset_freqs=cfg.seq_offset_freqs,
+                )  # fmt: skip
             else:
                 block["ipa"] = InvariantPointAttention(**ipa_dims)
             block["ipa_norm"] = nn.LayerNorm(cfg.c_s)
@@ -303,8 +312,9 @@ class FlowModel(nn.Module):
         z = self.edge_embedder(s0, trans_in, sc_trans, residue_index, mask)
         z = z if isinstance(z, tuple) else (z,)
         s = s0
+        ipa_kwargs = {"positions": chain_positions(residue_index, mask)} if self.cfg.type == "flash" else {}
         for block in self.blocks:
-            s = block["ipa_norm"](s + block["ipa"](s, *z, rots, trans, mask)) * mask[..., None]
+            s = block["ipa_norm"](s + block["ipa"](s, *z, rots, trans, mask, **ipa_kwargs)) * mask[..., None]
             x = torch.cat([s, block["skip_embed"](s0)], dim=-1)
             for layer in block["seq_tfmr"]:
                 x = layer(x, key_mask)

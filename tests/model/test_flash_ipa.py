@@ -233,3 +233,32 @@ def test_flash_ipa_on_cuda_matches_float32_reference(dtype, tol, rot_fn, chain_f
         out = flash(*cuda_in).float().cpu()
     assert (out[1, 17:] == 0).all()
     assert _rel(ref, out) <= tol
+
+
+def test_sequence_offset_bias_is_the_exact_trigonometric_polynomial_of_the_offset(rot_fn, chain_fn):
+    """seq_offset_freqs = F: the lifted q/k channels add sum_f A_hf cos(w_f (p_j - p_i)) + B_hf sin(w_f (p_j - p_i))
+    to every logit (checked against the dense formula), only offsets matter (a shifted numbering gives the same
+    output), and the bias changes the output once A, B are non-zero (they start at zero)."""
+    dtype = torch.float64
+    torch.manual_seed(0)
+    flash = FlashIPA(**DIMS, z_factor_rank=R, zero_init=False, seq_offset_freqs=3).to(dtype)
+    s, z1, z2, rots, trans, mask = _inputs(dtype, rot_fn, chain_fn)
+    pos = torch.arange(24)[None].repeat(2, 1) + torch.tensor([[0], [7]])
+    pos[:, 12:] += 5  # a gap in the numbering
+    base = flash(s, z1, z2, rots, trans, mask, positions=pos)
+    with torch.no_grad():
+        flash.offset_bias.copy_(torch.randn(DIMS["no_heads"], 2, 3, dtype=dtype))
+    q_off, k_off = flash.offset_lift(pos, s)  # [B, L, H, 2F]
+    logits = torch.einsum("bihf,bjhf->bhij", q_off, k_off)
+    off = (pos[:, None, :] - pos[:, :, None]).to(dtype)  # [B, i, j] = p_j - p_i
+    ang = off[:, None, :, :, None] * flash.offset_omega.to(dtype)  # [B, 1, L, L, F]
+    a, b = flash.offset_bias.unbind(1)  # [H, F]
+    ref = (torch.cos(ang) * a[None, :, None, None] + torch.sin(ang) * b[None, :, None, None]).sum(-1)
+    torch.testing.assert_close(logits, ref, atol=1e-9, rtol=0)
+    out = flash(s, z1, z2, rots, trans, mask, positions=pos)
+    assert (out - base).abs().max() > 1e-4
+    shifted = flash(s, z1, z2, rots, trans, mask, positions=pos + 100)
+    torch.testing.assert_close(shifted, out, atol=1e-9, rtol=0)
+    assert flash.lifted_widths()[0] == FlashIPA(**DIMS, z_factor_rank=R).lifted_widths()[0] + 6
+    with pytest.raises(ValueError, match="positions"):
+        flash(s, z1, z2, rots, trans, mask)

@@ -22,8 +22,10 @@ TINY_IPA = {
 def _tiny(kind: str, dtype=torch.float64, seed: int = 0, **overrides) -> FlowModel:
     """A tiny model with every zero-initialised layer perturbed, so that all paths are non-trivial."""
     torch.manual_seed(seed)
-    if kind == "flash":
+    if kind in ("flash", "flash_seq"):
         cfg = OmegaConf.load(CONFIGS / "tiny.yaml")
+        if kind == "flash_seq":  # with the sequence-offset bias and the sequence-neighbour distograms
+            overrides = {"seq_offset_freqs": 4, "seq_neighbors": 2, **overrides}
         model = instantiate(cfg, **overrides)
     else:
         model = FlowModel(**{**TINY_IPA, **overrides})
@@ -88,7 +90,7 @@ def test_outputs_shapes_and_padding_values(chain_fn, rot_fn):
     torch.testing.assert_close(model(b2)["pred_trans"], model(b3)["pred_trans"])
 
 
-@pytest.mark.parametrize("kind", ["flash", "ipa"])
+@pytest.mark.parametrize("kind", ["flash", "flash_seq", "ipa"])
 def test_predicted_frames_are_se3_equivariant(kind, chain_fn, rot_fn):
     model = _tiny(kind)
     batch = _batch(chain_fn, rot_fn)
@@ -111,7 +113,7 @@ def test_predicted_frames_are_se3_equivariant(kind, chain_fn, rot_fn):
     torch.testing.assert_close(out_m["pred_psi"], out["pred_psi"], atol=1e-9, rtol=0)
 
 
-@pytest.mark.parametrize("kind", ["flash", "ipa"])
+@pytest.mark.parametrize("kind", ["flash", "flash_seq", "ipa"])
 def test_padding_changes_no_valid_prediction(kind, chain_fn, rot_fn):
     model = _tiny(kind)
     batch = _batch(chain_fn, rot_fn, B=1, L=19)
@@ -139,8 +141,9 @@ def test_padding_changes_no_valid_prediction(kind, chain_fn, rot_fn):
     torch.testing.assert_close(out_b["pred_trans"][:1, :19], out["pred_trans"], atol=1e-10, rtol=0)
 
 
-def test_flash_model_builds_no_quadratic_tensor_and_uses_every_parameter(chain_fn, rot_fn, shape_recorder):
-    model = _tiny("flash", dtype=torch.float32, knn_chunk=8)  # kNN chunks of 8 queries: [B, 8, L] distances
+@pytest.mark.parametrize("kind", ["flash", "flash_seq"])
+def test_flash_model_builds_no_quadratic_tensor_and_uses_every_parameter(kind, chain_fn, rot_fn, shape_recorder):
+    model = _tiny(kind, dtype=torch.float32, knn_chunk=8)  # kNN chunks of 8 queries: [B, 8, L] distances
     L = 53  # prime: no feature width of the tiny preset equals it
     batch = _batch(chain_fn, rot_fn, B=2, L=L, dtype=torch.float32)
     with shape_recorder() as rec:
@@ -191,3 +194,11 @@ def test_update_scale_one_minus_t_scales_each_update_and_is_identity_at_t1(chain
 def test_update_scale_rejects_unknown_value():
     with pytest.raises(ValueError, match="update_scale"):
         FlowModelConfig(update_scale="sqrt")
+
+
+def test_sequence_features_are_flash_only_and_see_the_chain():
+    with pytest.raises(ValueError, match="flash-only"):
+        FlowModel(**TINY_IPA, seq_neighbors=1)
+    model = _tiny("flash_seq")
+    assert model.blocks[0]["ipa"].seq_offset_freqs == 4 and model.edge_embedder.seq_neighbors == 2
+

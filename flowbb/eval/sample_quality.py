@@ -1,0 +1,154 @@
+"""Does a backbone look like a protein? Per-structure quality scores for the learning benchmark.
+
+For one backbone ``atoms [L, 4, 3]`` (N, CA, C, O in Å): the geometry of :func:`flowbb.eval.metrics.backbone_metrics`
+(DSSP helix/strand/coil, radius of gyration, mean |CA-CA - 3.8|, CA clashes), the clashes per 100 residues, the
+radius of gyration relative to natural chains of the same length, the fraction of (phi, psi) pairs in the allowed
+Ramachandran region, and the mean ProteinMPNN negative log-likelihood of designed sequences (a designability
+proxy that runs on CPU: natural backbones give the reference value).
+
+The allowed Ramachandran region is measured, not drawn by hand: the (phi, psi) pairs of a set of natural chains are
+binned on a 10-degree grid, and the densest bins holding ``coverage`` (default 98 %) of the pairs are "allowed"
+(:class:`RamachandranRegion`). Chains that built the region score close to ``coverage`` by construction; chains
+outside it (held-out natural chains, samples) are scored against it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from flowbb.eval.metrics import backbone_metrics
+from flowbb.geometry.backbone import dihedral
+
+QUALITY_KEYS = ("ca_ca_deviation", "clashes_per_100", "helix_frac", "strand_frac", "coil_frac",
+                "rg_ratio", "rama_allowed", "mpnn_nll")
+
+
+def phi_psi(atoms: np.ndarray, atom_mask: np.ndarray | None = None, max_bond: float | None = 2.0,
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Backbone dihedrals of one chain.
+
+    phi_i = dihedral(C_{i-1}, N_i, CA_i, C_i), psi_i = dihedral(N_i, CA_i, C_i, N_{i+1}), defined where both
+    neighbours exist, all atoms are present and the peptide bonds C_{i-1}-N_i and C_i-N_{i+1} are shorter than
+    ``max_bond`` Å (no chain break; ``None``: every consecutive pair counts as bonded, for generated backbones,
+    whose every residue follows the previous one).
+
+    Args:
+        atoms: ``[L, 4, 3]`` N, CA, C, O (Å).
+        atom_mask: ``[L, 4]`` bool (``None``: all present).
+    Returns:
+        phi ``[L]``, psi ``[L]`` (degrees, in (-180, 180]) and ``valid [L]`` bool (both defined).
+    """
+    x = torch.as_tensor(np.asarray(atoms, dtype=np.float64))
+    length = x.shape[0]
+    present = np.ones(length, bool) if atom_mask is None else np.asarray(atom_mask, bool)[:, :3].all(-1)
+    phi = np.zeros(length)
+    psi = np.zeros(length)
+    valid = np.zeros(length, dtype=bool)
+    if length < 3:
+        return phi, psi, valid
+    n, ca, c = x[:, 0], x[:, 1], x[:, 2]
+    phi[1:] = torch.rad2deg(dihedral(c[:-1], n[1:], ca[1:], c[1:])).numpy()
+    psi[:-1] = torch.rad2deg(dihedral(n[:-1], ca[:-1], c[:-1], n[1:])).numpy()
+    bonded = present[1:] & present[:-1]
+    if max_bond is not None:
+        bonded &= (torch.linalg.vector_norm(n[1:] - c[:-1], dim=-1) < max_bond).numpy()
+    valid[1:-1] = bonded[:-1] & bonded[1:]
+    return phi, psi, valid
+
+
+@dataclass
+class RamachandranRegion:
+    """Allowed (phi, psi) region: ``allowed [n_bins, n_bins]`` bool over a grid of ``bin_deg``-degree bins
+    (phi along rows, psi along columns, from -180)."""
+
+    allowed: np.ndarray
+    bin_deg: float
+    coverage: float
+
+    @classmethod
+    def from_angles(cls, phi: np.ndarray, psi: np.ndarray, coverage: float = 0.98, bin_deg: float = 10.0,
+                    ) -> RamachandranRegion:
+        """The densest bins holding ``coverage`` of the given natural (phi, psi) pairs (degrees)."""
+        if len(phi) == 0:
+            raise ValueError("RamachandranRegion: no (phi, psi) pairs to build the region from")
+        n = round(360.0 / bin_deg)
+        hist, _, _ = np.histogram2d(phi, psi, bins=n, range=[[-180, 180], [-180, 180]])
+        order = np.argsort(hist.ravel())[::-1]
+        cum = np.cumsum(hist.ravel()[order]) / hist.sum()
+        keep = order[: int(np.searchsorted(cum, coverage) + 1)]
+        allowed = np.zeros(n * n, dtype=bool)
+        allowed[keep] = True
+        return cls(allowed.reshape(n, n), bin_deg, coverage)
+
+    def allowed_fraction(self, phi: np.ndarray, psi: np.ndarray) -> float:
+        """Fraction of the pairs (degrees) that fall in allowed bins (NaN for no pairs)."""
+        if len(phi) == 0:
+            return float("nan")
+        n = self.allowed.shape[0]
+        i = np.clip(((np.asarray(phi) + 180.0) // self.bin_deg).astype(int), 0, n - 1)
+        j = np.clip(((np.asarray(psi) + 180.0) // self.bin_deg).astype(int), 0, n - 1)
+        return float(self.allowed[i, j].mean())
+
+
+def natural_rg(length: int | np.ndarray) -> np.ndarray:
+    """Radius of gyration (Å) of a folded chain of ``length`` residues: ``2.2 L^0.38`` (the scaling that
+    :mod:`flowbb.training.metrics` uses; the benchmark also reports natural chains measured directly)."""
+    return 2.2 * np.power(np.asarray(length, dtype=np.float64), 0.38)
+
+
+def structure_quality(atoms: np.ndarray, atom_mask: np.ndarray | None, region: RamachandranRegion,
+                      sequence: str | None = None, designer=None, seed: int = 0, generated: bool = False,
+                      ) -> dict[str, float]:
+    """Quality scores of one backbone (see the module docstring).
+
+    Args:
+        atoms: ``[L, 4, 3]`` (Å); atom_mask ``[L, 4]`` bool or None (all present).
+        region: the allowed Ramachandran region.
+        sequence: the native sequence (prolines for DSSP) or None for generated backbones.
+        designer: a :class:`flowbb.eval.inverse_folding.ProteinMPNNDesigner`, or None to skip ``mpnn_nll``.
+        seed: the designer's seed.
+        generated: a generated backbone: every residue is bonded to the next (no chain breaks), so (phi, psi) is
+            scored at every inner residue however long the modelled C-N bond is.
+    Returns:
+        ``length``, ``ca_ca_deviation`` (Å), ``clashes`` (CA pairs < 3 Å, |i - j| >= 3), ``clashes_per_100``,
+        ``helix_frac``, ``strand_frac``, ``coil_frac``, ``radius_of_gyration`` (Å), ``rg_ratio`` (over
+        :func:`natural_rg`), ``rama_allowed``, ``mpnn_nll`` (mean over the designs; NaN without a designer).
+    """
+    atoms = np.asarray(atoms, dtype=np.float32)
+    mask = np.ones(atoms.shape[:2], dtype=bool) if atom_mask is None else np.asarray(atom_mask, dtype=bool)
+    geo = backbone_metrics(atoms, mask, sequence=sequence)
+    length = int(mask[:, 1].sum())
+    phi, psi, ok = phi_psi(atoms, mask, max_bond=None if generated else 2.0)
+    nll = float("nan")
+    if designer is not None:
+        designs = designer.design(atoms, mask, native_sequence=sequence, seed=seed)
+        nll = float(np.mean([d.score for d in designs]))
+    return {
+        "length": float(length),
+        "ca_ca_deviation": float(geo["ca_ca_deviation"]),
+        "clashes": float(geo["num_clashes"]),
+        "clashes_per_100": 100.0 * float(geo["num_clashes"]) / max(length, 1),
+        "helix_frac": float(geo["helix_frac"]),
+        "strand_frac": float(geo["strand_frac"]),
+        "coil_frac": float(geo["coil_frac"]),
+        "radius_of_gyration": float(geo["radius_of_gyration"]),
+        "rg_ratio": float(geo["radius_of_gyration"]) / float(natural_rg(max(length, 1))),
+        "rama_allowed": region.allowed_fraction(phi[ok], psi[ok]),
+        "mpnn_nll": nll,
+    }
+
+
+def group_summary(rows: list[dict[str, float]]) -> dict[str, float]:
+    """Mean of every quality key over a group (NaN-aware), its minimum and maximum, and the group size."""
+    out: dict[str, float] = {"count": float(len(rows))}
+    for key in QUALITY_KEYS + ("length", "radius_of_gyration", "clashes"):
+        vals = np.array([r[key] for r in rows], dtype=np.float64)
+        finite = vals[np.isfinite(vals)]
+        out[key] = float(finite.mean()) if len(finite) else math.nan
+        out[f"{key}_min"] = float(finite.min()) if len(finite) else math.nan
+        out[f"{key}_max"] = float(finite.max()) if len(finite) else math.nan
+    return out
