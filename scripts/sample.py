@@ -2,6 +2,7 @@
 
     python scripts/sample.py ckpt_path=runs/NAME/checkpoints/last.ckpt lengths=[100,200,300] samples_per_length=8 \
         out_dir=samples/NAME [num_steps=100] [noise_scale=0] [seed=0] [save_traj=true] [overwrite=true] [device=cpu]
+        [trust_checkpoint=true]
 
 Keys and defaults: configs/sample.yaml. Output: out_dir/length_<L>/sample_<i>.pdb (N, CA, C, O; poly-GLY; chain A),
 with save_traj the x_t and clean-prediction trajectories (num_steps + 1 models each), out_dir/samples.csv (one row
@@ -44,7 +45,8 @@ def run(cfg: DictConfig) -> int:
         out_dir = Path(str(cfg.out_dir)).expanduser()
         if out_dir.is_dir() and any(out_dir.iterdir()) and not cfg.overwrite:
             raise FileExistsError(f"out_dir {out_dir} is not empty; choose another out_dir or pass overwrite=true")
-        loaded = load_checkpoint(cfg.ckpt_path, use_ema=bool(cfg.use_ema), device=cfg.device)
+        loaded = load_checkpoint(cfg.ckpt_path, use_ema=bool(cfg.use_ema), device=cfg.device,
+                                 trust=bool(cfg.get("trust_checkpoint", False)))
     except (FlowbbCheckpointError, FileExistsError, ValueError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         return 2

@@ -12,6 +12,11 @@ A flowbb checkpoint is a Lightning checkpoint written while training :class:`flo
 on the requested device and returns it with the config and the flow config. Anything that is not such a file
 (a missing path, a file ``torch.load`` cannot read, another Lightning module's checkpoint, weights that do not fit the
 stored model config) raises one :class:`FlowbbCheckpointError` naming the path and what is wrong.
+
+Loading is safe by default: ``torch.load(weights_only=True)`` only, which rebuilds tensors, containers and plain
+values and runs no code from the file (flowbb's checkpoints hold nothing else). A file with other pickled objects is
+refused with a one-line error unless the caller asks for full unpickling by name (``trust=True``; the CLIs'
+``trust_checkpoint=true``).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import pickle
+import re
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -100,24 +106,48 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     return dev
 
 
-def _read(path: Path) -> Any:
-    """``torch.load`` on CPU: the safe (weights-only) unpickler first; checkpoints holding other Python objects
-    (e.g. from custom callbacks) are loaded fully, as Lightning does, with a warning."""
+TRUST_HINT = "trust_checkpoint=true"
+
+
+def _unsafe_reason(exc: Exception) -> str:
+    """The first thing the weights-only unpickler refused (e.g. ``GLOBAL mypkg.MyClass``), on one line."""
+    found = re.search(r"GLOBAL ([\w.<>]+)", str(exc))
+    if found:
+        return f"a pickled Python object ({found.group(1)})"
+    first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+    return f"pickled Python objects ({first})"
+
+
+def _read(path: Path, trust: bool = False) -> Any:
+    """``torch.load`` on CPU with the weights-only unpickler (tensors, containers and plain values only), which runs
+    no code from the file. flowbb's own checkpoints load this way. A file holding other pickled objects is refused
+    unless ``trust=True``, which loads it with full unpickling (that can run arbitrary code from the file).
+
+    Raises:
+        FlowbbCheckpointError: the file holds objects the weights-only unpickler refuses and ``trust`` is false.
+    """
+    if trust:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            return torch.load(path, map_location="cpu", weights_only=False)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        log.warning("%s holds objects beyond tensors and containers (%s); loading it with full unpickling "
-                    "(only load checkpoints you trust)", path, str(exc).splitlines()[0][:200])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        return torch.load(path, map_location="cpu", weights_only=False)
+        raise FlowbbCheckpointError(
+            path, f"it holds {_unsafe_reason(exc)}, and unpickling it could run code from the file; "
+                  f"if you trust its source, pass {TRUST_HINT} (Python: trust=True)") from None
 
 
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
+def read_checkpoint(path: str | Path, trust: bool = False) -> dict[str, Any]:
     """The raw checkpoint dict of a flowbb checkpoint, after checking its format.
 
+    Args:
+        path: the ``.ckpt`` file.
+        trust: allow full unpickling of objects beyond tensors and containers (can run code from the file; only
+            for checkpoints from a trusted source). flowbb's own checkpoints never need it.
     Raises:
-        FlowbbCheckpointError: missing file, unreadable file, or not a flowbb training checkpoint.
+        FlowbbCheckpointError: missing file, unreadable file, untrusted pickled objects, or not a flowbb training
+            checkpoint.
     """
     p = Path(path).expanduser()
     if not p.exists():
@@ -125,7 +155,9 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     if p.is_dir():
         raise FlowbbCheckpointError(p, "is a directory, expected a .ckpt file (e.g. <run_dir>/checkpoints/last.ckpt)")
     try:
-        ckpt = _read(p)
+        ckpt = _read(p, trust=trust)
+    except FlowbbCheckpointError:
+        raise
     except Exception as exc:  # any reader failure means "not a checkpoint"
         raise FlowbbCheckpointError(p, f"not a readable PyTorch checkpoint ({type(exc).__name__}: "
                                        f"{str(exc).splitlines()[0][:200] if str(exc) else ''})") from exc
@@ -168,7 +200,7 @@ def _load_weights(model: torch.nn.Module, state: Mapping[str, torch.Tensor], pat
 
 
 def load_checkpoint(path: str | Path, use_ema: bool = True, device: str | torch.device | None = "auto",
-                    ) -> LoadedCheckpoint:
+                    trust: bool = False) -> LoadedCheckpoint:
     """Rebuild the trained network from a flowbb checkpoint.
 
     Args:
@@ -176,13 +208,14 @@ def load_checkpoint(path: str | Path, use_ema: bool = True, device: str | torch.
         use_ema: load the EMA weights (default); ``False`` loads the raw training weights. A checkpoint without
             EMA weights (EMA callback disabled) falls back to the raw ones with a warning; ``weights`` says which.
         device: ``"auto"`` (CUDA, else MPS, else CPU), or any ``torch.device`` spec.
+        trust: allow full unpickling (see :func:`read_checkpoint`); never needed for flowbb's own checkpoints.
     Returns:
         :class:`LoadedCheckpoint` (model in eval mode with ``requires_grad=False``).
     Raises:
         FlowbbCheckpointError: the path is missing or not a flowbb checkpoint, or its weights do not fit its config.
     """
     p = Path(path).expanduser()
-    ckpt = read_checkpoint(p)
+    ckpt = read_checkpoint(p, trust=trust)
     cfg = OmegaConf.create(dict(ckpt["hyper_parameters"]["cfg"]))
     try:
         model = build_model(cfg.model)

@@ -318,11 +318,13 @@ def generate_from_checkpoint(
     device: str | torch.device | None = "auto",
     overwrite: bool = False,
     on_batch: Callable[[SampleBatch, float], None] | None = None,
+    trust: bool = False,
 ) -> list[GeneratedSample]:
-    """:func:`generate` with the network of a flowbb checkpoint (see :func:`flowbb.training.checkpoint.load_checkpoint`)."""
+    """:func:`generate` with the network of a flowbb checkpoint (see :func:`flowbb.training.checkpoint.load_checkpoint`;
+    ``trust`` allows full unpickling of a checkpoint holding Python objects)."""
     from flowbb.training.checkpoint import load_checkpoint
 
-    loaded = load_checkpoint(ckpt_path, use_ema=use_ema, device=device)
+    loaded = load_checkpoint(ckpt_path, use_ema=use_ema, device=device, trust=trust)
     return generate(loaded.model_fn, loaded.flow_cfg, lengths, samples_per_length, out_dir, seed=seed,
                     settings=settings, device=loaded.device, checkpoint=str(loaded.path), weights=loaded.weights,
                     overwrite=overwrite, on_batch=on_batch)

@@ -24,7 +24,8 @@ FAST = ["experiment=debug", "model=tiny", "logger=csv", "trainer.log_every_n_ste
 
 
 def _ckpt(path: Path) -> dict:
-    return torch.load(path, map_location="cpu", weights_only=False)
+    """A checkpoint written by training; it must load with the safe (weights-only) unpickler."""
+    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def test_resume_continues_global_step(small_processed: Path, tmp_path: Path) -> None:
