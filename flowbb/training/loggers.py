@@ -31,6 +31,8 @@ from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.utilities import rank_zero_only
 
+from flowbb.errors import UserError
+
 log = logging.getLogger(__name__)
 
 DEFAULT_WANDB_URL = "https://api.wandb.ai"
@@ -97,31 +99,66 @@ def can_reach(url: str, timeout_s: float = 2.0) -> bool:
     return bool(result and result[0])
 
 
+WANDB_ENV_MODES = {"online": "online", "offline": "offline", "disabled": "disabled", "dryrun": "offline",
+                   "run": "online"}
+
+
+def env_wandb_mode() -> str | None:
+    """``WANDB_MODE`` from the environment, lower-cased; ``None`` when unset or empty (an empty value counts as
+    unset: ``WANDB_MODE= python train.py`` behaves like no ``WANDB_MODE``).
+
+    Raises:
+        UserError: a value wandb does not know.
+    """
+    raw = os.environ.get("WANDB_MODE", "").strip().lower()
+    if not raw:
+        return None
+    if raw not in WANDB_ENV_MODES:
+        raise UserError(f"WANDB_MODE={raw}: expected online, offline or disabled (or leave it unset: flowbb then "
+                        f"logs online when a key and the network exist, offline otherwise)")
+    return raw
+
+
+def no_key_message(source: str) -> str:
+    """The one-line error for online W&B logging without an API key, with the ways out."""
+    return (f"W&B is set to online ({source}) but no W&B API key was found; choose one: export WANDB_API_KEY=<key>, "
+            f"run `wandb login` once, log offline with WANDB_MODE=offline or logger.wandb.mode=offline "
+            f"(`wandb sync` uploads later), or train without W&B with logger=csv")
+
+
 def resolve_wandb_mode(requested: str = "auto", timeout_s: float = 2.0) -> tuple[str, str]:
     """Pick the W&B mode.
 
     Args:
-        requested: ``auto`` | ``online`` | ``offline`` | ``disabled``. Anything but ``auto`` is returned as is.
+        requested: ``auto`` | ``online`` | ``offline`` | ``disabled``.
         timeout_s: socket timeout of the reachability probe.
     Returns:
-        ``(mode, reason)``. With ``auto``: ``WANDB_MODE`` from the environment when set, else ``online`` only
-        if a key exists and the server answers within ``timeout_s``, else ``offline``.
+        ``(mode, reason)``. An explicit ``requested`` mode wins; with ``auto``, ``WANDB_MODE`` from the environment
+        when set and not empty, else ``online`` only if a key exists and the server answers within ``timeout_s``,
+        else ``offline``.
+    Raises:
+        ValueError: an unknown ``requested`` mode.
+        UserError: an unknown ``WANDB_MODE``, or ``online`` (asked for explicitly) without an API key: it stops at
+            once with the choices instead of wandb's interactive key prompt or a traceback.
     """
     if requested not in {"auto", "online", "offline", "disabled"}:
         raise ValueError(f"logger.wandb.mode: expected auto|online|offline|disabled, got {requested!r}")
-    if requested != "auto":
-        return requested, "set in config (logger.wandb.mode)"
-    env_mode = os.environ.get("WANDB_MODE", "").strip().lower()
-    if env_mode in {"online", "offline", "disabled"}:
-        return env_mode, "WANDB_MODE environment variable"
-    if env_mode == "dryrun":
-        return "offline", "WANDB_MODE=dryrun"
     host = wandb_host()
-    if not has_wandb_key(host):
-        return "offline", "no W&B API key (WANDB_API_KEY or netrc)"
-    if not can_reach(wandb_url(), timeout_s):
-        return "offline", f"{host} not reachable within {timeout_s:g} s"
-    return "online", f"API key found and {host} reachable"
+    if requested != "auto":
+        mode, reason = requested, "set in config (logger.wandb.mode)"
+    else:
+        env_mode = env_wandb_mode()
+        if env_mode is not None:
+            mode, reason = WANDB_ENV_MODES[env_mode], f"WANDB_MODE={env_mode} in the environment"
+        elif not has_wandb_key(host):
+            return "offline", "no W&B API key (WANDB_API_KEY or netrc)"
+        elif not can_reach(wandb_url(), timeout_s):
+            return "offline", f"{host} not reachable within {timeout_s:g} s"
+        else:
+            return "online", f"API key found and {host} reachable"
+    if mode == "online" and not has_wandb_key(host):
+        raise UserError(no_key_message(reason))
+    return mode, reason
 
 
 class _AppendingExperimentWriter(ExperimentWriter):
@@ -161,6 +198,8 @@ def make_wandb_logger(run_dir: str | Path, project: str, name: str | None, entit
     Files go to ``<run_dir>/wandb/`` (``offline-run-*`` when offline; upload later with ``wandb sync``).
     """
     run_dir = Path(run_dir)
+    if "WANDB_MODE" in os.environ and not os.environ["WANDB_MODE"].strip():
+        del os.environ["WANDB_MODE"]  # empty counts as unset; wandb itself would reject it when the run starts
     if rank_zero_only.rank == 0:
         mode, reason = resolve_wandb_mode(mode, probe_timeout_s)
         log.info("W&B mode: %s (%s)", mode, reason)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import csv
+import os
 import time
 from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
 
+from flowbb.errors import UserError
 from flowbb.training import loggers as L
 
 
@@ -47,6 +49,60 @@ def test_explicit_and_env_modes(no_wandb_env: Path, monkeypatch: pytest.MonkeyPa
     assert L.resolve_wandb_mode("auto")[0] == "disabled"
     with pytest.raises(ValueError, match="logger.wandb.mode"):
         L.resolve_wandb_mode("sometimes")
+
+
+WB_CFG = {"wandb": {"project": "p", "entity": None, "name": "n", "mode": "auto", "probe_timeout_s": 0.5, "tags": [],
+                    "log_model": False}}
+
+
+def test_online_without_key_stops_at_once_with_the_choices(no_wandb_env: Path, monkeypatch: pytest.MonkeyPatch
+                                                           ) -> None:
+    run_dir = no_wandb_env / "run"
+    for how in ("config", "env"):
+        cfg = OmegaConf.create(WB_CFG)
+        if how == "config":
+            cfg.wandb.mode = "online"
+        else:
+            monkeypatch.setenv("WANDB_MODE", "online")
+        t0 = time.perf_counter()
+        with pytest.raises(UserError) as info:
+            L.build_loggers(cfg, run_dir)
+        assert time.perf_counter() - t0 < 1.0  # no prompt, no network wait
+        msg = str(info.value)
+        assert "\n" not in msg
+        for choice in ("WANDB_API_KEY", "`wandb login`", "WANDB_MODE=offline", "logger=csv"):
+            assert choice in msg, (how, msg)
+    assert not (run_dir / "wandb").exists()
+    monkeypatch.setenv("WANDB_API_KEY", "2" * 40)  # with a key, online is allowed (no probe when asked explicitly)
+    assert L.resolve_wandb_mode("online")[0] == "online"
+
+
+def test_unknown_wandb_mode_env_is_a_user_error(no_wandb_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WANDB_MODE", "sometimes")
+    with pytest.raises(UserError, match="WANDB_MODE=sometimes"):
+        L.resolve_wandb_mode("auto")
+
+
+def test_empty_wandb_mode_counts_as_unset(no_wandb_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WANDB_MODE", "  ")
+    assert L.resolve_wandb_mode("auto") == ("offline", "no W&B API key (WANDB_API_KEY or netrc)")
+    loggers = L.build_loggers(OmegaConf.create(WB_CFG), no_wandb_env / "run")
+    assert "WANDB_MODE" not in os.environ  # wandb would reject the empty value when the run starts
+    assert loggers[1]._wandb_init["mode"] == "offline"
+
+
+@pytest.mark.slow
+def test_empty_wandb_mode_starts_an_offline_run(no_wandb_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real wandb: with ``WANDB_MODE=`` the offline run starts (before, wandb's settings check crashed)."""
+    monkeypatch.setenv("WANDB_MODE", "")
+    monkeypatch.setenv("HOME", str(no_wandb_env))
+    run_dir = no_wandb_env / "run"
+    wb = L.build_loggers(OmegaConf.create(WB_CFG), run_dir)[1]
+    try:
+        assert wb.experiment.settings.mode == "offline"
+    finally:
+        wb.experiment.finish()
+    assert list((run_dir / "wandb").glob("offline-run-*"))
 
 
 def test_build_loggers_groups(no_wandb_env: Path) -> None:
