@@ -7,7 +7,8 @@ Ramachandran region, and the mean ProteinMPNN negative log-likelihood of designe
 proxy that runs on CPU: natural backbones give the reference value).
 
 The allowed Ramachandran region is measured, not drawn by hand: the (phi, psi) pairs of a set of natural chains are
-binned on a 10-degree grid, and the densest bins holding ``coverage`` (default 98 %) of the pairs are "allowed"
+binned on a 10-degree grid, and the densest bins (3 x 3 neighbourhood counts) holding ``coverage`` (default 98 %)
+of the pairs are "allowed"
 (:class:`RamachandranRegion`). Chains that built the region score close to ``coverage`` by construction; chains
 outside it (held-out natural chains, samples) are scored against it.
 """
@@ -72,12 +73,16 @@ class RamachandranRegion:
     @classmethod
     def from_angles(cls, phi: np.ndarray, psi: np.ndarray, coverage: float = 0.98, bin_deg: float = 10.0,
                     ) -> RamachandranRegion:
-        """The densest bins holding ``coverage`` of the given natural (phi, psi) pairs (degrees)."""
+        """The densest bins (by counts summed over each bin's 3 x 3 neighbourhood) that hold ``coverage`` of the
+        given natural (phi, psi) pairs (degrees)."""
         if len(phi) == 0:
             raise ValueError("RamachandranRegion: no (phi, psi) pairs to build the region from")
         n = round(360.0 / bin_deg)
         hist, _, _ = np.histogram2d(phi, psi, bins=n, range=[[-180, 180], [-180, 180]])
-        order = np.argsort(hist.ravel())[::-1]
+        # density: counts summed over the 3 x 3 neighbourhood (periodic), so that a sparse set of chains still
+        # gives contiguous basins rather than isolated bins
+        density = sum(np.roll(hist, (di, dj), axis=(0, 1)) for di in (-1, 0, 1) for dj in (-1, 0, 1))
+        order = np.argsort(density.ravel(), kind="stable")[::-1]
         cum = np.cumsum(hist.ravel()[order]) / hist.sum()
         keep = order[: int(np.searchsorted(cum, coverage) + 1)]
         allowed = np.zeros(n * n, dtype=bool)
