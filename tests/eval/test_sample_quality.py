@@ -9,7 +9,13 @@ import numpy as np
 import pytest
 
 from flowbb.data.structure_io import read_chains
-from flowbb.eval.sample_quality import RamachandranRegion, group_summary, natural_rg, phi_psi, structure_quality
+from flowbb.eval.sample_quality import (
+    RamachandranRegion,
+    group_summary,
+    natural_rg,
+    phi_psi,
+    structure_quality,
+)
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +42,7 @@ def test_phi_psi_match_biotite_and_stop_at_chain_breaks(chains: list) -> None:
         ref_phi = np.rad2deg(struc.dihedral(x[:-1, 2], x[1:, 0], x[1:, 1], x[1:, 2]))  # C_{i-1} N CA C
         ref_psi = np.rad2deg(struc.dihedral(x[:-1, 0], x[:-1, 1], x[:-1, 2], x[1:, 0]))  # N CA C N_{i+1}
         inner = ok[1:-1]
-        wrap = lambda a: (a + 180.0) % 360.0 - 180.0  # noqa: E731
+        wrap = lambda a: (a + 180.0) % 360.0 - 180.0
         assert np.abs(wrap(phi[1:-1] - ref_phi[:-1]))[inner].max() < 1e-3
         assert np.abs(wrap(psi[1:-1] - ref_psi[1:]))[inner].max() < 1e-3
         assert not ok[0] and not ok[-1] and ok[1:-1].mean() > 0.95
