@@ -1,8 +1,9 @@
 """Preprocess a folder of structure files into a flowbb dataset.
 
-    python scripts/preprocess.py raw_dir=DIR out_dir=DIR num_workers=2
+    python scripts/preprocess.py raw_dir=DIR out_dir=DIR num_workers=2 [overwrite=true]
 
-Logic lives in :mod:`flowbb.data.preprocess`; this is the Hydra entry point.
+Logic lives in :mod:`flowbb.data.preprocess`; this is the Hydra entry point. Exit codes: 0 done, 2 a bad option,
+path or input folder (one line on stderr), 130 interrupted with Ctrl-C (rerun the same command to resume).
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "configs")
 
 @hydra.main(version_base=None, config_path=CONFIG_DIR, config_name="preprocess")
 def main(cfg: DictConfig) -> None:
-    from flowbb.data.preprocess import PreprocessError, format_summary, preprocess
+    from flowbb.data.preprocess import PreprocessInterrupted, format_summary, preprocess
+    from flowbb.errors import EXIT_INTERRUPTED, UserError, report_user_error
 
     try:
         summary = preprocess(
@@ -29,10 +31,13 @@ def main(cfg: DictConfig) -> None:
             dssp_method=cfg.dssp_method,
             progress=cfg.progress,
             chunksize=cfg.chunksize,
+            overwrite=cfg.get("overwrite", False),
         )
-    except PreprocessError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    except UserError as exc:
+        sys.exit(report_user_error(exc))
+    except PreprocessInterrupted as exc:
+        print(str(exc), file=sys.stderr, flush=True)
+        sys.exit(EXIT_INTERRUPTED)
     print(format_summary(summary))
     print(
         f"wrote {Path(cfg.out_dir) / 'metadata.parquet'}; per-file status in {Path(cfg.out_dir) / 'files.csv'}, "

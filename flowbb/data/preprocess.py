@@ -8,43 +8,59 @@ Pipeline (:func:`preprocess`):
    ``min_length`` modeled residues, compute DSSP fractions, radius of gyration, chain breaks, and write one
    **shard** per source file, ``out_dir/shards/<h[:2]>/<h>.npz`` with ``h = sha1(relative path)``, through a
    temporary file and an atomic rename. Unusable files get a shard too, holding the reason;
-3. consolidate: read the shards of the current files in source-path order and write the store
-   (arrays via temporary files + rename, ``metadata.parquet`` last), plus ``files.csv`` (one line per input
-   file: status, reason, chains kept) and ``summary.json``.
+3. consolidate (:mod:`flowbb.data.shards`): read the shards of the current files in source-path order and
+   write the store (arrays via temporary files + rename, ``metadata.parquet`` last), plus ``files.csv`` (one
+   line per input file: status, reason, chains kept) and ``summary.json``.
 
 Resuming: a shard is reused when its source path, size, mtime and the processing parameters match, so a
 re-run after an interruption (even SIGKILL: shards are either complete or absent) only processes the
 remaining files and ends with byte-identical arrays and an identical metadata table. The input folder is
-only read.
+only read. Ctrl-C stops with :class:`PreprocessInterrupted` ("interrupted: N of M files done; rerun the same
+command to resume"); the shards written so far are kept.
+
+Before anything is written, the options, the paths and the ``raw_dir`` an existing ``out_dir`` was made from are
+checked (:mod:`flowbb.data.preprocess_checks`); a ``raw_dir`` without structure files is an error.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import logging
 import os
+import signal
 import time
-from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from flowbb.data import store as store_mod
+from flowbb.data import preprocess_checks as checks
+from flowbb.data.preprocess_checks import PreprocessError
 from flowbb.data.secondary_structure import assign_dssp, ss_fractions
+from flowbb.data.shards import IGNORED, concat_arrays, consolidate, read_shard_meta, shard_path, write_shard
 from flowbb.data.structure_io import StructureReadError, is_structure_file, read_chains
 
 log = logging.getLogger("flowbb.preprocess")
 
 SHARD_VERSION = 1  # bump when the records produced for a file change: old shards are then redone
 TOO_SHORT = "no chain with min_length modeled residues"
-IGNORED = "ignored (not a structure file name)"
 
 
-class PreprocessError(Exception):
-    """A problem with the preprocessing call itself (e.g. a missing ``raw_dir``)."""
+class PreprocessInterrupted(KeyboardInterrupt):
+    """Ctrl-C during preprocessing; ``str()`` is the line to show (the CLI exits 130)."""
+
+    def __init__(self, done: int, total: int) -> None:
+        self.done = done
+        self.total = total
+        super().__init__(f"interrupted: {done} of {total} files done; rerun the same command to resume")
+
+    def __str__(self) -> str:
+        return str(self.args[0])
 
 
 @dataclass(frozen=True)
@@ -81,12 +97,6 @@ def list_input_files(raw_dir: Path, exclude: Path | None = None) -> list[str]:
     return sorted(files)
 
 
-def shard_path(out_dir: Path, rel_path: str) -> Path:
-    """Shard file of one source file: ``shards/<h[:2]>/<h>.npz``, h = sha1 of its relative path."""
-    digest = hashlib.sha1(rel_path.encode("utf-8")).hexdigest()
-    return out_dir / "shards" / digest[:2] / f"{digest}.npz"
-
-
 # ---------------------------------------------------------------- one file
 def radius_of_gyration(ca, mask) -> float:
     """CA radius of gyration (A) over residues with a CA; ca [L, 3], mask [L] bool."""
@@ -120,10 +130,10 @@ def process_file(
         parsed = read_chains(path)
     except StructureReadError as exc:
         meta.update(status="skipped", reason=exc.reason, detail=exc.detail)
-        return meta, _concat(parts)
+        return meta, concat_arrays(parts)
     except Exception as exc:  # noqa: BLE001 -- one bad file must not stop the run; the reason is logged
         meta.update(status="skipped", reason="unexpected error", detail=f"{type(exc).__name__}: {exc}"[:300])
-        return meta, _concat(parts)
+        return meta, concat_arrays(parts)
     for chain in parsed.chains:
         modeled = chain.modeled_length
         if modeled < params.min_length:
@@ -172,32 +182,7 @@ def process_file(
             detail=f"{len(parsed.chains)} protein chain(s), longest "
             f"{max(c.modeled_length for c in parsed.chains)} modeled residues",
         )
-    return meta, _concat(parts)
-
-
-def _concat(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    out = {}
-    for name, (dtype, shape) in store_mod.ARRAYS.items():
-        out[name] = np.concatenate([p[name] for p in parts]) if parts else np.zeros((0, *shape), dtype=dtype)
-    return out
-
-
-def _write_shard(path: Path, meta: dict, arrays: dict[str, np.ndarray]) -> None:
-    """Atomic: write a temporary file in the same folder, then rename over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
-    payload = np.frombuffer(json.dumps(meta, sort_keys=True).encode("utf-8"), dtype=np.uint8)
-    with open(tmp, "wb") as handle:
-        np.savez(handle, meta=payload, **arrays)
-    os.replace(tmp, path)
-
-
-def _read_shard_meta(path: Path) -> dict | None:
-    try:
-        with np.load(path) as data:
-            return json.loads(bytes(data["meta"]).decode("utf-8"))
-    except Exception:  # noqa: BLE001 -- unreadable shard: process the file again
-        return None
+    return meta, concat_arrays(parts)
 
 
 def _fingerprint(raw_dir: Path, rel_path: str, params: PreprocessParams) -> dict:
@@ -209,7 +194,7 @@ def _shard_is_current(out_dir: Path, raw_dir: Path, rel_path: str, params: Prepr
     path = shard_path(out_dir, rel_path)
     if not path.is_file():
         return False
-    meta = _read_shard_meta(path)
+    meta = read_shard_meta(path)
     return (
         meta is not None
         and meta.get("source_file") == rel_path
@@ -221,7 +206,9 @@ def _shard_is_current(out_dir: Path, raw_dir: Path, rel_path: str, params: Prepr
 _WORKER: dict = {}
 
 
-def _init_worker(raw_dir: str, out_dir: str, params: PreprocessParams) -> None:
+def _init_worker(raw_dir: str, out_dir: str, params: PreprocessParams, ignore_sigint: bool = False) -> None:
+    if ignore_sigint:  # a pool worker: Ctrl-C is the driver's to handle (no traceback per worker)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     _WORKER.update(raw_dir=Path(raw_dir), out_dir=Path(out_dir), params=params)
 
 
@@ -229,113 +216,8 @@ def _work(rel_path: str) -> tuple[str, str, str, int]:
     raw_dir, out_dir, params = _WORKER["raw_dir"], _WORKER["out_dir"], _WORKER["params"]
     meta, arrays = process_file(raw_dir, rel_path, params)
     meta["fingerprint"] = _fingerprint(raw_dir, rel_path, params)
-    _write_shard(shard_path(out_dir, rel_path), meta, arrays)
+    write_shard(shard_path(out_dir, rel_path), meta, arrays)
     return rel_path, meta["status"], meta["reason"], len(meta["chains"])
-
-
-# ---------------------------------------------------------------- consolidation
-METADATA_COLUMNS = [
-    "chain_id",
-    "source_file",
-    "pdb_id",
-    "entity_id",
-    "length",
-    "modeled_length",
-    "sequence",
-    "resolution",
-    "method",
-    "deposition_date",
-    "oligomeric_detail",
-    "num_chains_in_file",
-    "helix_frac",
-    "strand_frac",
-    "coil_frac",
-    "secondary_structure",
-    "radius_of_gyration",
-    "num_chain_breaks",
-    "first_residue_number",
-    "last_residue_number",
-    "has_insertion_codes",
-]
-
-
-def consolidate(out_dir: Path, structure_files: list[str], ignored_files: list[str]) -> dict:
-    """Write the store from the shards of ``structure_files`` (sorted by source path; chains in file order).
-
-    Returns:
-        summary dict (counts by status/reason).
-    """
-    import pandas as pd
-
-    metas = []
-    for rel_path in structure_files:
-        meta = _read_shard_meta(shard_path(out_dir, rel_path))
-        if meta is None:
-            raise PreprocessError(f"shard of {rel_path} is missing or unreadable; re-run preprocessing")
-        metas.append(meta)
-    records = []
-    offset = 0
-    for meta in metas:
-        for chain in meta["chains"]:
-            records.append({**chain, "offset": offset})
-            offset += chain["length"]
-    writer = store_mod.ArrayWriter(out_dir, offset)
-    position = 0
-    for rel_path, meta in zip(structure_files, metas):
-        if not meta["chains"]:
-            continue
-        with np.load(shard_path(out_dir, rel_path)) as data:
-            arrays = {name: data[name] for name in store_mod.ARRAYS}
-        writer.write(position, arrays)
-        position += len(arrays["atoms"])
-    writer.commit()
-
-    frame = pd.DataFrame.from_records(records, columns=METADATA_COLUMNS + ["offset"])
-    frame.insert(0, "row", np.arange(len(frame), dtype=np.int64))
-    for column in (
-        "length",
-        "modeled_length",
-        "num_chains_in_file",
-        "num_chain_breaks",
-        "first_residue_number",
-        "last_residue_number",
-        "offset",
-    ):
-        frame[column] = frame[column].astype(np.int64)
-    for column in ("resolution", "helix_frac", "strand_frac", "coil_frac", "radius_of_gyration"):
-        frame[column] = frame[column].astype(np.float64)
-    frame["has_insertion_codes"] = frame["has_insertion_codes"].astype(bool)
-    for column in ("pdb_id", "entity_id", "method", "deposition_date", "oligomeric_detail"):
-        frame[column] = frame[column].astype(object)
-    tmp = out_dir / f".{store_mod.METADATA}.tmp"
-    frame.to_parquet(tmp, index=False)
-
-    files_tmp = out_dir / ".files.csv.tmp"
-    with open(files_tmp, "w", newline="") as handle:
-        out = csv.writer(handle)
-        out.writerow(["source_file", "status", "reason", "detail", "chains_kept", "short_chains"])
-        rows = [
-            [m["source_file"], m["status"], m["reason"], m["detail"], len(m["chains"]), m["num_short_chains"]]
-            for m in metas
-        ] + [[f, "ignored", IGNORED, "", 0, 0] for f in ignored_files]
-        out.writerows(sorted(rows))
-    os.replace(files_tmp, out_dir / "files.csv")
-    os.replace(tmp, out_dir / store_mod.METADATA)
-
-    reasons = Counter(m["reason"] for m in metas if m["status"] == "skipped")
-    lengths = frame["modeled_length"].to_numpy()
-    return {
-        "files_total": len(structure_files) + len(ignored_files),
-        "structure_files": len(structure_files),
-        "files_ignored": len(ignored_files),
-        "files_with_chains": sum(1 for m in metas if m["chains"]),
-        "files_skipped": sum(reasons.values()),
-        "skipped_by_reason": dict(sorted(reasons.items())),
-        "chains_kept": len(frame),
-        "chains_60_512": int(((lengths >= 60) & (lengths <= 512)).sum()),
-        "short_chains_dropped": sum(m["num_short_chains"] for m in metas),
-        "residues": int(offset),
-    }
 
 
 # ---------------------------------------------------------------- driver
@@ -356,6 +238,7 @@ def preprocess(
     dssp_method: str = "flowbb",
     progress: bool = True,
     chunksize: int = 2,
+    overwrite: bool = False,
 ) -> dict:
     """Turn a folder of structure files into a processed store; resumable (see module docstring).
 
@@ -367,28 +250,37 @@ def preprocess(
         dssp_method: "flowbb" or "pydssp" (see :func:`flowbb.data.secondary_structure.assign_dssp`).
         progress: show a progress bar.
         chunksize: files per task sent to a worker.
+        overwrite: allow an ``out_dir`` made from another ``raw_dir`` (its dataset is replaced; shards of files
+            with the same relative path, size and mtime are reused).
     Returns:
-        the summary dict (also written to ``out_dir/summary.json``).
+        the summary dict (also written to ``out_dir/summary.json``); ``files_per_second`` counts only the files
+        processed in this run (``processed_this_run``), not the ones reused from an earlier run.
     Raises:
-        PreprocessError: ``raw_dir`` missing or not a folder.
+        PreprocessError: a bad option or path, no structure files in ``raw_dir``, an ``out_dir`` of another
+            ``raw_dir`` (checked before anything is written), or a worker that died.
+        PreprocessInterrupted: Ctrl-C (the shards written so far are kept).
     """
     start = time.perf_counter()
     raw_dir = Path(raw_dir).expanduser()
     out_dir = Path(out_dir).expanduser()
-    if not raw_dir.exists():
-        raise PreprocessError(f"raw_dir {str(raw_dir)!r} does not exist (resolved: {raw_dir.resolve()})")
-    if not raw_dir.is_dir():
-        raise PreprocessError(f"raw_dir {str(raw_dir)!r} is not a folder")
-    params = PreprocessParams(min_length=int(min_length), dssp_method=dssp_method)
+    num_workers, min_length, dssp_method, chunksize = checks.check_options(num_workers, min_length, dssp_method,
+                                                                            chunksize)
+    checks.check_paths(raw_dir, out_dir)
+    params = PreprocessParams(min_length=min_length, dssp_method=dssp_method)
+    all_files = list_input_files(raw_dir, exclude=out_dir)
+    structure_files = [f for f in all_files if is_structure_file(f)]
+    ignored = [f for f in all_files if not is_structure_file(f)]
+    if not structure_files:
+        raise PreprocessError(checks.no_structure_files_message(raw_dir, len(ignored)))
+    checks.check_source(raw_dir, out_dir, structure_files, overwrite)
     out_dir.mkdir(parents=True, exist_ok=True)
+    checks.record_source(raw_dir, out_dir)
     handler = _setup_file_log(out_dir)
     try:
-        all_files = list_input_files(raw_dir, exclude=out_dir)
-        structure_files = [f for f in all_files if is_structure_file(f)]
-        ignored = [f for f in all_files if not is_structure_file(f)]
         for stale in (out_dir / "shards").glob("*/.*.tmp.npz"):
             stale.unlink(missing_ok=True)
         todo = [f for f in structure_files if not _shard_is_current(out_dir, raw_dir, f, params)]
+        reused = len(structure_files) - len(todo)
         log.info(
             "run: raw_dir=%s out_dir=%s files=%d structure files=%d to process=%d (resumed: %d done) "
             "workers=%d params=%s",
@@ -397,18 +289,26 @@ def preprocess(
             len(all_files),
             len(structure_files),
             len(todo),
-            len(structure_files) - len(todo),
+            reused,
             num_workers,
             asdict(params),
         )
         for rel in ignored:
             log.info("IGNORED %s: %s", raw_dir / rel, IGNORED)
         todo.sort(key=lambda f: (-(raw_dir / f).stat().st_size, f))  # largest first: better load balance
-        _run_pool(raw_dir, out_dir, params, todo, num_workers, progress, chunksize)
-        summary = consolidate(out_dir, structure_files, ignored)
+        done = [0]
+        t_work = time.perf_counter()
+        try:
+            _run_pool(raw_dir, out_dir, params, todo, num_workers, progress, chunksize, done)
+            work_seconds = time.perf_counter() - t_work
+            summary = consolidate(out_dir, structure_files, ignored)
+        except KeyboardInterrupt:
+            log.info("interrupted after %d of %d files", reused + done[0], len(structure_files))
+            raise PreprocessInterrupted(reused + done[0], len(structure_files)) from None
         summary["seconds"] = round(time.perf_counter() - start, 2)
-        summary["files_per_second"] = round(summary["structure_files"] / max(summary["seconds"], 1e-9), 2)
         summary["processed_this_run"] = len(todo)
+        summary["reused_from_earlier_runs"] = reused
+        summary["files_per_second"] = round(len(todo) / max(work_seconds, 1e-9), 2) if todo else 0.0
         summary["num_workers"] = num_workers
         (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         log.info("summary: %s", json.dumps(summary))
@@ -437,15 +337,15 @@ def _run_pool(
     num_workers: int,
     progress: bool,
     chunksize: int,
+    done: list[int],
 ) -> None:
-    """Process ``todo`` (in this process for num_workers <= 1, else in a process pool).
+    """Process ``todo`` (in this process for num_workers <= 1, else in a process pool); ``done[0]`` counts the files
+    finished (shard written).
 
     A worker that dies (e.g. killed for memory) stops the run with a :class:`PreprocessError` naming the
-    files in flight; every shard written so far is kept, so re-running resumes.
+    files in flight; every shard written so far is kept, so re-running resumes. On Ctrl-C (``KeyboardInterrupt``)
+    the tasks not started are cancelled, the files in progress are finished (and counted), and the interrupt goes on.
     """
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-    from concurrent.futures.process import BrokenProcessPool
-
     from tqdm import tqdm
 
     bar = tqdm(
@@ -456,6 +356,7 @@ def _run_pool(
             _init_worker(str(raw_dir), str(out_dir), params)
             for rel in todo:
                 _log_result(raw_dir, *_work(rel))
+                done[0] += 1
                 bar.update()
             return
         import multiprocessing as mp
@@ -472,7 +373,7 @@ def _run_pool(
             num_workers,
             mp_context=context,
             initializer=_init_worker,
-            initargs=(str(raw_dir), str(out_dir), params),
+            initargs=(str(raw_dir), str(out_dir), params, True),
         ) as pool:
             pending: dict = {}
 
@@ -483,26 +384,39 @@ def _run_pool(
 
             for _ in range(4 * num_workers):
                 submit()
-            while pending:
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
-                    chunk = pending.pop(future)
-                    try:
-                        results = future.result()
-                    except BrokenProcessPool:
-                        in_flight = sorted({f for c in [chunk, *pending.values()] for f in c})
-                        raise PreprocessError(
-                            "a worker process died (out of memory?) while processing one of "
-                            f"{', '.join(str(raw_dir / f) for f in in_flight[:20])}; the files done so far are "
-                            "kept: re-run the same command to resume (move a file that keeps failing out of "
-                            "raw_dir)"
-                        ) from None
-                    for result in results:
-                        _log_result(raw_dir, *result)
-                        bar.update()
-                    submit()
+            try:
+                _drain(pending, submit, raw_dir, bar, done)
+            except KeyboardInterrupt:
+                pool.shutdown(wait=True, cancel_futures=True)  # the files in progress finish; their shards count
+                for future in pending:
+                    if future.done() and not future.cancelled() and future.exception() is None:
+                        done[0] += len(future.result())
+                raise
     finally:
         bar.close()
+
+
+def _drain(pending: dict, submit: Callable[[], None], raw_dir: Path, bar: Any, done: list[int]) -> None:
+    """Collect finished chunks of the pool (submitting one new chunk per finished one) until none is pending."""
+    while pending:
+        finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+        for future in finished:
+            chunk = pending.pop(future)
+            try:
+                results = future.result()
+            except BrokenProcessPool:
+                in_flight = sorted({f for c in [chunk, *pending.values()] for f in c})
+                raise PreprocessError(
+                    "a worker process died (out of memory?) while processing one of "
+                    f"{', '.join(str(raw_dir / f) for f in in_flight[:20])}; the files done so far are "
+                    "kept: re-run the same command to resume (move a file that keeps failing out of "
+                    "raw_dir)"
+                ) from None
+            for result in results:
+                _log_result(raw_dir, *result)
+                done[0] += 1
+                bar.update()
+            submit()
 
 
 def format_summary(summary: dict) -> str:
@@ -521,8 +435,9 @@ def format_summary(summary: dict) -> str:
         ("short chains dropped", summary["short_chains_dropped"]),
         ("residues stored", summary["residues"]),
         ("processed this run", summary.get("processed_this_run", "")),
+        ("  reused from earlier runs", summary.get("reused_from_earlier_runs", "")),
         ("time (s)", summary.get("seconds", "")),
-        ("files / s", summary.get("files_per_second", "")),
+        ("files / s (this run's files)", summary.get("files_per_second", "")),
     ]
     width = max(len(name) for name, _ in rows)
     return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)

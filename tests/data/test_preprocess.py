@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 
 from flowbb.data import structure_io as sio
-from flowbb.data.preprocess import TOO_SHORT, PreprocessError, preprocess, shard_path
+from flowbb.data.preprocess import TOO_SHORT, PreprocessError, PreprocessInterrupted, preprocess, shard_path
 from flowbb.data.store import ARRAYS, ProcessedStore
 
 REPO = Path(__file__).resolve().parents[2]
@@ -170,8 +170,13 @@ def test_resume_after_partial_run_equals_uninterrupted(small_raw, small_store, t
     # ... the shards of a run over the full folder are reused (same relative path, size, mtime)
     for rel in all_files[::2]:
         os.replace(shard_path(out, rel), shard_path(out, rel))
-    summary = preprocess(small_raw, out, num_workers=2, progress=False)
+    before = _tree_digest(out)
+    with pytest.raises(PreprocessError, match="made from raw_dir"):  # out was made from another raw_dir
+        preprocess(small_raw, out, num_workers=2, progress=False)
+    assert _tree_digest(out) == before
+    summary = preprocess(small_raw, out, num_workers=2, progress=False, overwrite=True)
     assert summary["processed_this_run"] == len(all_files) - len(all_files[::2])
+    assert summary["reused_from_earlier_runs"] == len(all_files[::2])
     _same_store(out, small_store)
     # a parameter change invalidates every shard
     summary = preprocess(small_raw, out, num_workers=0, progress=False, min_length=41)
@@ -237,3 +242,100 @@ def test_dead_worker_stops_with_clear_error_then_resumes(small_raw, small_store,
     monkeypatch.setattr(pre, "process_file", real)
     preprocess(small_raw, tmp_path / "out", num_workers=2, progress=False)
     _same_store(tmp_path / "out", small_store)
+
+
+def test_options_paths_and_empty_input_are_checked_first(tmp_path, ddg_files, copy_to):
+    raw = copy_to(ddg_files[:1], tmp_path / "raw")
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    only_text = tmp_path / "only_text"
+    only_text.mkdir()
+    (only_text / "notes.txt").write_text("no structures here")
+    (tmp_path / "empty").mkdir()
+    out = tmp_path / "out"
+    cases = [
+        ({"raw_dir": raw, "out_dir": out, "num_workers": "two"}, "num_workers=two: expected a whole number >= 0"),
+        ({"raw_dir": raw, "out_dir": out, "min_length": 0}, "min_length=0: expected a whole number >= 1"),
+        ({"raw_dir": raw, "out_dir": out, "dssp_method": "mkdssp"}, "dssp_method=mkdssp: expected one of"),
+        ({"raw_dir": raw, "out_dir": a_file}, f"out_dir '{a_file}' is a file, not a folder"),
+        ({"raw_dir": raw, "out_dir": a_file / "sub"}, f"cannot be created: '{a_file}' is a file"),
+        ({"raw_dir": raw, "out_dir": raw}, "out_dir is raw_dir"),
+        ({"raw_dir": a_file, "out_dir": out}, "is not a folder"),
+        ({"raw_dir": tmp_path / "empty", "out_dir": out}, "holds no structure files (it is empty)"),
+        ({"raw_dir": only_text, "out_dir": out}, "holds no structure files (1 other file(s) ignored)"),
+    ]
+    for kwargs, message in cases:
+        with pytest.raises(PreprocessError) as info:
+            preprocess(progress=False, **kwargs)
+        assert message in str(info.value) and "\n" not in str(info.value), (kwargs, str(info.value))
+        assert not out.exists() and sorted(p.name for p in raw.iterdir()) == [ddg_files[0].name]
+
+
+def test_out_dir_of_another_raw_dir_is_refused_unless_overwrite(tmp_path, ddg_files, copy_to):
+    raw_a = copy_to(ddg_files[:2], tmp_path / "a")
+    raw_b = copy_to(ddg_files[2:3], tmp_path / "b")
+    out = tmp_path / "out"
+    preprocess(raw_a, out, num_workers=0, progress=False)
+    before = _tree_digest(out)
+    with pytest.raises(PreprocessError) as info:
+        preprocess(raw_b, out, num_workers=0, progress=False)
+    assert str(info.value) == (f"out_dir '{out}' holds a dataset made from raw_dir '{raw_a}', not '{raw_b}': "
+                               "choose another out_dir, or pass overwrite=true to replace that dataset")
+    assert _tree_digest(out) == before  # nothing written
+    (out / "source.json").unlink()  # a folder made before source.json existed: files.csv tells
+    with pytest.raises(PreprocessError, match="holds a dataset of 2 other file"):
+        preprocess(raw_b, out, num_workers=0, progress=False)
+    preprocess(raw_b, out, num_workers=0, progress=False, overwrite=True)
+    assert set(pd.read_parquet(out / "metadata.parquet").source_file) == {ddg_files[2].name}
+    again = preprocess(raw_b, out, num_workers=0, progress=False)  # its own raw_dir now: no overwrite needed
+    assert again["processed_this_run"] == 0 and again["reused_from_earlier_runs"] == 1
+    assert again["files_per_second"] == 0.0  # no file processed in this run
+
+
+def test_ctrl_c_says_how_far_and_the_rerun_resumes(tmp_path, ddg_files, copy_to, monkeypatch):
+    import flowbb.data.preprocess as pre
+
+    raw = copy_to(ddg_files[:5], tmp_path / "raw")
+    out = tmp_path / "out"
+    real = pre.process_file
+    calls = {"n": 0}
+
+    def interrupted_on_third(raw_dir, rel_path, params):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(raw_dir, rel_path, params)
+
+    monkeypatch.setattr(pre, "process_file", interrupted_on_third)
+    with pytest.raises(PreprocessInterrupted) as info:
+        preprocess(raw, out, num_workers=0, progress=False)
+    assert (info.value.done, info.value.total) == (2, 5)
+    assert str(info.value) == "interrupted: 2 of 5 files done; rerun the same command to resume"
+    assert not (out / "metadata.parquet").exists()
+    monkeypatch.setattr(pre, "process_file", real)
+    summary = preprocess(raw, out, num_workers=0, progress=False)
+    assert summary["processed_this_run"] == 3 and summary["reused_from_earlier_runs"] == 2
+    assert 0 < summary["files_per_second"]
+    preprocess(raw, tmp_path / "clean", num_workers=0, progress=False)
+    _same_store(out, tmp_path / "clean")
+
+
+@pytest.mark.slow
+def test_cli_ctrl_c_exits_130_with_one_line(tmp_path, db55_files, ddg_files, copy_to):
+    """SIGINT to the process group (what Ctrl-C in a terminal sends) during a 2-worker run."""
+    raw = copy_to(db55_files[:26] + ddg_files[:6], tmp_path / "raw")
+    out = tmp_path / "out"
+    cmd = [sys.executable, str(REPO / "scripts" / "preprocess.py"), f"raw_dir={raw}", f"out_dir={out}",
+           "num_workers=2", "progress=false", "chunksize=1"]
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and len(_finished_shards(out)) < 3:
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    lines = err.strip().splitlines()
+    assert "Traceback" not in err and len(lines) == 1, err
+    done = int(lines[0].split()[1])
+    assert lines[0] == f"interrupted: {done} of 32 files done; rerun the same command to resume"
+    assert done == len(_finished_shards(out)) and 3 <= done < 32
