@@ -5,6 +5,8 @@
         --train experiment=cpu_small trainer.max_steps=12000
     # report on an existing run directory (its step_*.ckpt and last.ckpt):
     python scripts/bench_learning.py --run-dir runs/cpu_small --out bench_results/learning/cpu_small
+    # score a folder of sampled PDBs (e.g. brought back from a GPU machine) beside a processed set's chains:
+    python scripts/bench_learning.py --samples-dir gpu_out/samples --processed-dir data/processed/shared --out DIR
     # one table over several reports (the ablation table):
     python scripts/bench_learning.py --compare bench_results/learning/*/learning.json --out bench_results/ablation
 
@@ -52,17 +54,24 @@ def checkpoints(run_dir: Path) -> list[dict]:
     return [by_step[s] for s in sorted(by_step)]
 
 
-def load_sets(cfg, lengths: list[int], window: int, num_natural: int, seed: int = 0):
-    """(held-out batch, natural chains per length, Ramachandran region) from the run's processed set."""
+def heldout_batch(cfg):
+    """The run's validation chains (its datamodule split, never trained on), collated."""
     import hydra
 
     from flowbb.data.dataset import collate
-    from flowbb.eval.sample_quality import RamachandranRegion, phi_psi
 
     dm = hydra.utils.instantiate(cfg.data, _convert_="all")
     dm.setup("fit")
-    heldout = collate([dm.val_dataset[i] for i in range(len(dm.val_dataset))])
-    store, meta = dm.val_dataset.store, dm.val_dataset.store.metadata
+    return collate([dm.val_dataset[i] for i in range(len(dm.val_dataset))])
+
+
+def natural_sets(processed_dir: Path, lengths: list[int], window: int, num_natural: int, seed: int = 0):
+    """(natural chains per length, Ramachandran region from up to 300 other chains) of a processed set."""
+    from flowbb.data.store import ProcessedStore
+    from flowbb.eval.sample_quality import RamachandranRegion, phi_psi
+
+    store = ProcessedStore(processed_dir)
+    meta = store.metadata
     rng = np.random.default_rng(seed)
     natural: dict[int, list[dict]] = {}
     used: set[int] = set()
@@ -80,7 +89,40 @@ def load_sets(cfg, lengths: list[int], window: int, num_natural: int, seed: int 
         phis.append(phi[ok])
         psis.append(psi[ok])
     region = RamachandranRegion.from_angles(np.concatenate(phis), np.concatenate(psis))
-    return heldout, natural, region
+    return natural, region
+
+
+def read_sample_dir(samples_dir: Path) -> dict[int, list[np.ndarray]]:
+    """Backbones ``[L, 4, 3]`` of every PDB under a sampler output folder (trajectories skipped), by length."""
+    from flowbb.data.structure_io import read_chains
+
+    by_length: dict[int, list[np.ndarray]] = {}
+    for path in sorted(samples_dir.rglob("*.pdb")):
+        if "traj" not in path.name:
+            atoms = read_chains(path).chains[0].atoms
+            by_length.setdefault(len(atoms), []).append(atoms)
+    if not by_length:
+        raise SystemExit(f"no backbone PDB files under {samples_dir}")
+    return by_length
+
+
+def score_groups(samples: dict[int, list[np.ndarray]], natural: dict[int, list[dict]], region, designer,
+                 seed: int) -> dict[str, dict]:
+    """Quality of the samples and of the natural chains, per length (see flowbb.eval.sample_quality)."""
+    from tqdm import tqdm
+
+    from flowbb.eval.sample_quality import group_summary, structure_quality
+
+    groups: dict[str, dict] = {}
+    for length, nat_chains in natural.items():
+        rows = [structure_quality(a, None, region, designer=designer, seed=seed, generated=True)
+                for a in tqdm(samples.get(length, []), desc=f"scoring samples L={length}")]
+        nat = [structure_quality(c["atoms"], c["atom_mask"], region, sequence=c["sequence"], designer=designer,
+                                 seed=seed) for c in tqdm(nat_chains, desc=f"scoring natural L~{length}")]
+        groups[str(length)] = {"samples": group_summary(rows), "natural": group_summary(nat),
+                               "sample_rows": rows, "natural_rows": nat,
+                               "natural_names": [c["name"] for c in nat_chains]}
+    return groups
 
 
 def report(args: argparse.Namespace) -> dict:
@@ -89,21 +131,31 @@ def report(args: argparse.Namespace) -> dict:
     from tqdm import tqdm
 
     from flowbb.eval.inverse_folding import ProteinMPNNDesigner
-    from flowbb.eval.sample_quality import group_summary, structure_quality
     from flowbb.training.checkpoint import load_checkpoint
     from flowbb.training.heldout import heldout_losses
     from flowbb.training.sampling import SamplingSettings, generate_from_checkpoint
 
     torch.set_flush_denormal(True)
+    designer = ProteinMPNNDesigner(num_seqs=8, temperature=0.1, device="cpu") if args.mpnn else None
+    if args.samples_dir is not None:  # score backbones sampled elsewhere (e.g. on a GPU machine)
+        if args.processed_dir is None:
+            raise SystemExit("--samples-dir needs --processed-dir (the set whose natural chains are the reference)")
+        samples = read_sample_dir(args.samples_dir)
+        natural, region = natural_sets(args.processed_dir, sorted(samples), args.length_window, args.natural)
+        return {"run_dir": None, "samples_dir": str(args.samples_dir), "curve": [], "overrides": [],
+                "sampled_checkpoint": None, "groups": score_groups(samples, natural, region, designer, args.seed)}
+
     run_dir = args.run_dir
     cfg = OmegaConf.load(run_dir / "config_resolved.yaml")
     ckpts = checkpoints(run_dir)
     if not ckpts:
         raise SystemExit(f"no checkpoints under {run_dir / 'checkpoints'}")
-    heldout, natural, region = load_sets(cfg, args.lengths, args.length_window, args.natural)
+    heldout = heldout_batch(cfg)
+    natural, region = natural_sets(Path(args.processed_dir or cfg.data.processed_dir), args.lengths,
+                                   args.length_window, args.natural)
     curve = []
     for ck in tqdm(ckpts, desc="held-out loss per checkpoint"):
-        loaded = load_checkpoint(ck["path"], use_ema=True, device="cpu")
+        loaded = load_checkpoint(ck["path"], use_ema=True, device=args.device)
         curve.append(ck | heldout_losses(loaded.model, loaded.flow_cfg, heldout, seed=args.seed))
 
     if args.sample_step is not None:
@@ -115,25 +167,20 @@ def report(args: argparse.Namespace) -> dict:
     if not chosen:
         raise SystemExit("no checkpoint matches --sample-step / --sample-minutes")
     ck = chosen[0]
-    designer = ProteinMPNNDesigner(num_seqs=8, temperature=0.1, device="cpu") if args.mpnn else None
     settings = SamplingSettings(num_steps=args.num_steps)
     t0 = time.perf_counter()
-    samples = generate_from_checkpoint(ck["path"], args.lengths, args.samples, args.out / f"samples_step{ck['step']}",
-                                       seed=args.seed, settings=settings, device="cpu", overwrite=True)
+    generated = generate_from_checkpoint(ck["path"], args.lengths, args.samples,
+                                         args.out / f"samples_step{ck['step']}", seed=args.seed, settings=settings,
+                                         device=args.device, overwrite=True)
     sample_seconds = time.perf_counter() - t0
-    groups: dict[str, dict] = {}
-    for length in args.lengths:
-        rows = [structure_quality(s.atoms, None, region, designer=designer, seed=args.seed, generated=True)
-                for s in tqdm(samples, desc=f"scoring samples L={length}") if s.length == length]
-        nat = [structure_quality(c["atoms"], c["atom_mask"], region, sequence=c["sequence"], designer=designer,
-                                 seed=args.seed) for c in tqdm(natural[length], desc=f"scoring natural L~{length}")]
-        groups[str(length)] = {"samples": group_summary(rows), "natural": group_summary(nat),
-                               "sample_rows": rows, "natural_rows": nat,
-                               "natural_names": [c["name"] for c in natural[length]]}
+    samples: dict[int, list[np.ndarray]] = {}
+    for s in generated:
+        samples.setdefault(s.length, []).append(s.atoms)
     return {"run_dir": str(run_dir), "experiment": cfg.get("name"), "heldout_chains": len(heldout["atoms"]),
-            "curve": curve, "sampled_checkpoint": ck, "sampling": {"num_steps": args.num_steps,
-                                                                   "seconds": sample_seconds},
-            "groups": groups, "overrides": OmegaConf.to_container(OmegaConf.load(run_dir / ".hydra/overrides.yaml"))}
+            "curve": curve, "sampled_checkpoint": ck,
+            "sampling": {"num_steps": args.num_steps, "seconds": sample_seconds, "device": args.device},
+            "groups": score_groups(samples, natural, region, designer, args.seed),
+            "overrides": OmegaConf.to_container(OmegaConf.load(run_dir / ".hydra/overrides.yaml"))}
 
 
 def _fmt(x: float, nd: int = 3) -> str:
@@ -174,6 +221,11 @@ def write_outputs(result: dict, out: Path) -> None:
 
     out.mkdir(parents=True, exist_ok=True)
     (out / "learning.json").write_text(json.dumps(result, indent=1))
+    if not result["curve"]:  # scored a folder of samples
+        md = [f"# sample quality: {result['samples_dir']}", "", *sample_table(result), ""]
+        (out / "learning.md").write_text("\n".join(md))
+        print("\n".join(md))
+        return
     md = [f"# learning benchmark: {result['run_dir']}", "", f"overrides: `{' '.join(result['overrides'])}`", "",
           "## held-out loss (EMA weights)", "", *curve_table(result), "",
           (f"## samples of step {result['sampled_checkpoint']['step']} "
@@ -236,12 +288,17 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--compare", type=Path, nargs="+", metavar="LEARNING_JSON")
+    parser.add_argument("--samples-dir", type=Path, help="score the PDBs under this folder instead (no training, "
+                        "no checkpoints; e.g. samples brought back from a GPU machine)")
+    parser.add_argument("--processed-dir", type=Path, help="processed set of the natural reference chains "
+                        "(default: the run's data.processed_dir)")
+    parser.add_argument("--device", default="cpu", help="where checkpoints run (cpu | cuda); scoring is on CPU")
     args = parser.parse_args()
     if args.compare:
         compare(args.compare, args.out)
         return
-    if args.run_dir is None:
-        parser.error("--run-dir is required (or --compare)")
+    if args.run_dir is None and args.samples_dir is None:
+        parser.error("--run-dir is required (or --compare, or --samples-dir)")
     import torch
 
     torch.set_num_threads(args.threads)
