@@ -18,6 +18,16 @@ every parameter in the graph). The softmax scale is 1. After attention, the poin
 return to the local frames (with their norms) and the pair output is ``sum_r z1_ir (.) (sum_j a_ij z2_jr)``.
 Points are lifted relative to the per-sample centroid of the valid translations: distances, hence logits,
 are unchanged, and float32 keeps more significant digits for large proteins.
+
+Two options widen or narrow the lifted vectors:
+
+* ``pair_channels = c_p`` (the channel-sum lifting in a smaller pair space): z1, z2 are first projected to
+  ``c_p`` channels per rank, and the lifting above runs on the projected factors. The pair block then takes
+  ``R c_p`` instead of ``R c_z`` channels of q~, k~ and v~, which brings the paper's dimensions (C 128, P 8/12,
+  R 2, c_z 128: widths 409/420) under the 256 of the fused GPU kernels (c_p 40: 233/244). FlashIPA with
+  ``c_p`` equals the reference IPA over the dense tensor of the projected factors (its test).
+* ``seq_offset_freqs = F``: an exact sequence-offset bias ``sum_f A_hf cos(w_f (j - i)) + B_hf sin(w_f (j - i))``
+  per head, ``2F`` more q/k channels (:meth:`FlashIPA.offset_lift`).
 """
 
 from __future__ import annotations
@@ -41,6 +51,7 @@ class FlashIPAConfig(IPAConfig):
     z_factor_rank: int = 2
     backend: str = "auto"
     seq_offset_freqs: int = 0
+    pair_channels: int | None = None
 
 
 def offset_periods(num_freqs: int, shortest: float = 3.0, longest: float = 100.0) -> list[float]:
@@ -67,10 +78,20 @@ class FlashIPA(IPAParams):
         zero_init: bool = True,
         backend: str = "auto",
         seq_offset_freqs: int = 0,
+        pair_channels: int | None = None,
     ) -> None:
-        super().__init__(
-            c_s, c_z, c_hidden, no_heads, no_qk_points, no_v_points, eps=eps, zero_init=zero_init
-        )
+        # pair_channels: the factors z1, z2 [.., R, c_z] are first projected to [.., R, pair_channels] (one linear
+        # map each, shared over the ranks), and the exact lifting runs in that smaller pair space (the
+        # "channel-sum" lifting: sum_c W_hc z1'_ic z2'_jc). None: the exact lifting over all c_z channels.
+        if pair_channels is not None and pair_channels < 1:
+            raise ValueError(f"FlashIPA: pair_channels must be >= 1 or None, got {pair_channels}")
+        c_pair = pair_channels or c_z
+        super().__init__(c_s, c_pair, c_hidden, no_heads, no_qk_points, no_v_points, eps=eps, zero_init=zero_init)
+        self.c_z_in = c_z
+        self.pair_channels = pair_channels
+        if pair_channels is not None:
+            self.pair_proj1 = torch.nn.Linear(c_z, pair_channels, bias=False)
+            self.pair_proj2 = torch.nn.Linear(c_z, pair_channels, bias=False)
         if seq_offset_freqs < 0:
             raise ValueError(f"FlashIPA: seq_offset_freqs must be >= 0, got {seq_offset_freqs}")
         # Exact sequence-offset bias: per head h, sum_f A_hf cos(w_f (j - i)) + B_hf sin(w_f (j - i)), lifted as
@@ -102,6 +123,7 @@ class FlashIPA(IPAParams):
             zero_init=cfg.zero_init,
             backend=cfg.backend,
             seq_offset_freqs=cfg.seq_offset_freqs,
+            pair_channels=cfg.pair_channels,
         )
 
     @classmethod
@@ -220,10 +242,12 @@ class FlashIPA(IPAParams):
         B, L, _ = s.shape
         R, cz = self.z_factor_rank, self.c_z
         for name, f in (("z1", z1), ("z2", z2)):
-            if f.shape != (B, L, R, cz):
+            if f.shape != (B, L, R, self.c_z_in):
                 raise ValueError(
-                    f"FlashIPA: {name} must be [B, L, R, c_z] = {(B, L, R, cz)}, got {tuple(f.shape)}"
+                    f"FlashIPA: {name} must be [B, L, R, c_z] = {(B, L, R, self.c_z_in)}, got {tuple(f.shape)}"
                 )
+        if self.pair_channels is not None:
+            z1, z2 = self.pair_proj1(z1), self.pair_proj2(z2)  # [B, L, R, pair_channels]
         H, C, Pv = self.no_heads, self.c_hidden, self.no_v_points
         keys = key_padding(mask)  # [B, L] bool
         # Under autocast the geometry (points, lifting, local frames) stays in full precision; only the

@@ -68,7 +68,8 @@ class FlowModelConfig:
     before it existed). seq_offset_freqs (flash only): frequencies of FlashIPA's exact sequence-offset logit bias
     (trigonometric polynomial of ``j - i`` per head; 0: none). seq_neighbors (flash only): distograms to the
     sequence neighbours ``i +- 1..n`` in the pair factors, beside the spatial kNN (0: none). Both default to 0,
-    the meaning of configs written before they existed.
+    the meaning of configs written before they existed. attn_pair_channels (flash only): pair-factor channels per
+    rank lifted into FlashIPA's attention (a learned projection from c_z; None: all c_z, the exact lifting).
     """
 
     type: str = "flash"
@@ -98,15 +99,16 @@ class FlowModelConfig:
     update_scale: str = "none"
     seq_offset_freqs: int = 0
     seq_neighbors: int = 0
+    attn_pair_channels: int | None = None
 
     def __post_init__(self) -> None:
         if self.update_scale not in ("one_minus_t", "none"):
             raise ValueError(f"FlowModelConfig.update_scale must be 'one_minus_t' or 'none', got {self.update_scale!r}")
         if self.type not in ("flash", "ipa"):
             raise ValueError(f"FlowModelConfig.type must be 'flash' or 'ipa', got {self.type!r}")
-        if self.type == "ipa" and (self.seq_offset_freqs or self.seq_neighbors):
-            raise ValueError("FlowModelConfig: seq_offset_freqs and seq_neighbors are flash-only (the ipa model's "
-                             "dense pair features carry every sequence offset already)")
+        if self.type == "ipa" and (self.seq_offset_freqs or self.seq_neighbors or self.attn_pair_channels):
+            raise ValueError("FlowModelConfig: seq_offset_freqs, seq_neighbors and attn_pair_channels are flash-only "
+                             "(the ipa model's dense pair features carry every sequence offset already)")
         if self.num_blocks < 1:
             raise ValueError(f"FlowModelConfig.num_blocks must be >= 1, got {self.num_blocks}")
         if (self.c_s + self.c_skip) % self.seq_tfmr_heads != 0:
@@ -250,7 +252,7 @@ class FlowModel(nn.Module):
             if cfg.type == "flash":
                 block["ipa"] = FlashIPA(
                     **ipa_dims, z_factor_rank=cfg.z_factor_rank, backend=cfg.attention_backend,
-                    seq_offset_freqs=cfg.seq_offset_freqs,
+                    seq_offset_freqs=cfg.seq_offset_freqs, pair_channels=cfg.attn_pair_channels,
                 )  # fmt: skip
             else:
                 block["ipa"] = InvariantPointAttention(**ipa_dims)

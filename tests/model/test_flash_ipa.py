@@ -262,3 +262,37 @@ def test_sequence_offset_bias_is_the_exact_trigonometric_polynomial_of_the_offse
     assert flash.lifted_widths()[0] == FlashIPA(**DIMS, z_factor_rank=R).lifted_widths()[0] + 6
     with pytest.raises(ValueError, match="positions"):
         flash(s, z1, z2, rots, trans, mask)
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.float64, 1e-10)])
+def test_compact_pair_lifting_equals_reference_ipa_on_the_projected_factors(dtype, tol, rot_fn, chain_fn):
+    """pair_channels = c_p: FlashIPA equals the reference IPA (c_z = c_p) over the dense tensor of the projected
+    factors z_ij = sum_r P1 z1_ir (.) P2 z2_jr, and its lifted width is C + 3P + 1 + R c_p."""
+    torch.manual_seed(0)
+    c_p = 5
+    flash = FlashIPA(**DIMS, z_factor_rank=R, zero_init=False, pair_channels=c_p).to(dtype)
+    ipa = InvariantPointAttention(**{**DIMS, "c_z": c_p}, zero_init=False).to(dtype)
+    shared = {k: v for k, v in flash.state_dict().items() if not k.startswith("pair_proj")}
+    ipa.load_state_dict(shared)
+    s, z1, z2, rots, trans, mask = _inputs(dtype, rot_fn, chain_fn)
+    with torch.no_grad():
+        z = torch.einsum("birc,bjrc->bijc", flash.pair_proj1(z1), flash.pair_proj2(z2))
+    out_dense = ipa(s, z, rots, trans, mask)
+    out_flash = flash(s, z1, z2, rots, trans, mask)
+    valid = mask.bool()
+    assert _rel(out_dense[valid], out_flash[valid]) <= tol
+    C, P, Pv = DIMS["c_hidden"], DIMS["no_qk_points"], DIMS["no_v_points"]
+    assert flash.lifted_widths() == (C + 3 * P + 1 + R * c_p, C + 3 * Pv + R * c_p)
+    with pytest.raises(ValueError, match="pair_channels"):
+        FlashIPA(**DIMS, pair_channels=0)
+
+
+def test_compact_lifting_at_the_paper_dimensions_fits_the_fused_gpu_kernels():
+    """The paper's FoldFlow dims (c_s 256, c_z 128, C 128, 8 heads, 8/12 points, rank 2): the exact lifting is
+    409/420 wide (over flash-attn's and PyTorch's flash kernel's 256); pair_channels 40 with the 8-frequency
+    sequence-offset bias is 249/244, 256 once padded to a multiple of 8."""
+    paper = {"c_s": 256, "c_z": 128, "c_hidden": 128, "no_heads": 8, "no_qk_points": 8, "no_v_points": 12}
+    assert FlashIPA(**paper, z_factor_rank=2).lifted_widths() == (409, 420)
+    widths = FlashIPA(**paper, z_factor_rank=2, pair_channels=40, seq_offset_freqs=8).lifted_widths()
+    assert widths == (249, 244)
+    assert (max(widths) + 7) // 8 * 8 <= 256

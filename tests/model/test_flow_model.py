@@ -25,7 +25,7 @@ def _tiny(kind: str, dtype=torch.float64, seed: int = 0, **overrides) -> FlowMod
     if kind in ("flash", "flash_seq"):
         cfg = OmegaConf.load(CONFIGS / "tiny.yaml")
         if kind == "flash_seq":  # with the sequence-offset bias and the sequence-neighbour distograms
-            overrides = {"seq_offset_freqs": 4, "seq_neighbors": 2, **overrides}
+            overrides = {"seq_offset_freqs": 4, "seq_neighbors": 2, "attn_pair_channels": 6, **overrides}
         model = instantiate(cfg, **overrides)
     else:
         model = FlowModel(**{**TINY_IPA, **overrides})
