@@ -28,23 +28,9 @@ from omegaconf import DictConfig, OmegaConf
 from flowbb.training.ema import EMA
 from flowbb.training.loggers import build_loggers
 from flowbb.training.module import FlowModule
+from flowbb.training.preflight import LAST_CKPT, plan_resume
 
 log = logging.getLogger(__name__)
-
-LAST_CKPT = Path("checkpoints") / "last.ckpt"
-
-
-def find_resume_checkpoint(run_dir: str | Path, ckpt_path: str | None = None) -> str | None:
-    """Checkpoint to start from: ``ckpt_path`` when given (must exist), else ``<run_dir>/checkpoints/last.ckpt``
-    when it exists, else ``None`` (fresh start)."""
-    if ckpt_path:
-        path = Path(ckpt_path)
-        if not path.is_file():
-            raise FileNotFoundError(f"ckpt_path: no checkpoint at {path}")
-        return str(path)
-    last = Path(run_dir) / LAST_CKPT
-    return str(last) if last.is_file() else None
-
 
 def build_callbacks(callbacks_cfg: DictConfig | None) -> list[Callback]:
     """Instantiate every entry of the ``callbacks`` group (each has a ``_target_``); EMA goes first so that
@@ -65,6 +51,26 @@ def build_callbacks(callbacks_cfg: DictConfig | None) -> list[Callback]:
 def _write_resolved_config(cfg: DictConfig, run_dir: Path) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config_resolved.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+
+
+HYDRA_SUBDIR = ".hydra"
+
+
+@rank_zero_only
+def _write_hydra_record(cfg: DictConfig, run_dir: Path) -> None:
+    """``<run_dir>/.hydra/{config,hydra,overrides}.yaml`` as Hydra writes them. ``configs/train.yaml`` sets
+    ``hydra.output_subdir: null`` so that Hydra does not write them before the launch is checked; this writes them
+    after. No-op outside a Hydra run (``train(cfg)`` called from Python)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized() or HydraConfig.instance().cfg is None:
+        return
+    hydra_cfg = HydraConfig.instance().cfg
+    out = run_dir / HYDRA_SUBDIR
+    out.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, out / "config.yaml")
+    OmegaConf.save(hydra_cfg, out / "hydra.yaml")
+    OmegaConf.save(hydra_cfg.hydra.overrides.task, out / "overrides.yaml")
 
 
 def _check_precision(cfg: DictConfig) -> None:
@@ -90,8 +96,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     torch.set_flush_denormal(True)
     _check_precision(cfg)
     run_dir = Path(cfg.paths.run_dir)
+    # Checks first: a refused launch changes nothing in the run folder (seeding already logs to train.log).
+    plan = plan_resume(cfg, run_dir)
     pl.seed_everything(int(cfg.seed), workers=True)
     _write_resolved_config(cfg, run_dir)
+    _write_hydra_record(cfg, run_dir)
     resolved = OmegaConf.to_container(cfg, resolve=True)
 
     datamodule = hydra.utils.instantiate(cfg.data, _convert_="all")
@@ -104,10 +113,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         logger.log_hyperparams(resolved)
     trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
                                                   default_root_dir=str(run_dir), _convert_="all")
-    resume = find_resume_checkpoint(run_dir, cfg.get("ckpt_path"))
+    resume = plan.ckpt
     if resume:
-        log.info("resuming from %s", resume)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
+        log.info("resuming from %s (step %d)", resume, plan.step)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume,
+                weights_only=not bool(cfg.get("trust_checkpoint", False)))
     last = run_dir / LAST_CKPT
     summary = {
         "run_dir": str(run_dir),

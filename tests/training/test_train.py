@@ -106,6 +106,14 @@ def _run_cli(args: list[str], cwd: Path, env_extra: dict[str, str] | None = None
                           capture_output=True, text=True, timeout=timeout)
 
 
+def _tree_hashes(root: Path) -> dict[str, str]:
+    """sha256 of every file under ``root`` (relative path -> hex digest)."""
+    import hashlib
+
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
 def test_cli_run_dir_contents_and_resume(small_processed: Path, tmp_path: Path) -> None:
     run = tmp_path / "cli_run"
     args = ["experiment=debug", "model=tiny", *small_data_overrides(small_processed), "data.batcher.max_tokens=1024",
@@ -121,6 +129,17 @@ def test_cli_run_dir_contents_and_resume(small_processed: Path, tmp_path: Path) 
     assert offline, sorted(p.name for p in run.iterdir())
     assert list((run / "val_samples" / "step_0000002").glob("*.pdb"))
     assert _ckpt(run / "checkpoints" / "last.ckpt")["global_step"] == 2
+
+    # refused relaunches (another model; max_steps below the run's step): one line, exit 2, folder byte-identical
+    before = _tree_hashes(run)
+    env = {"NETRC": str(netrc), "HOME": str(tmp_path)}
+    for extra, expected in ((["model=small", "trainer.max_steps=4"], "holds a checkpoint of another model"),
+                            (["trainer.max_steps=1"], "is at step 2, beyond trainer.max_steps=1")):
+        proc = _run_cli([*args, *extra], tmp_path, env)
+        assert proc.returncode == 2, proc.stderr[-3000:]
+        assert proc.stderr.strip().splitlines()[-1].startswith("error: ") and expected in proc.stderr
+        assert "Traceback" not in proc.stderr
+        assert _tree_hashes(run) == before
 
     proc = _run_cli([*args, "trainer.max_steps=4"], tmp_path, {"NETRC": str(netrc), "HOME": str(tmp_path)})
     assert proc.returncode == 0, proc.stderr[-3000:]

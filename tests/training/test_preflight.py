@@ -1,0 +1,72 @@
+"""Launch checks before anything is written (issue 14, item 2): another model in the run folder, max_steps below the
+run's step, a missing ckpt_path. The byte-for-byte check of a refused CLI relaunch is in test_train.py."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from train_testdata import compose_train_config
+
+from flowbb.errors import UserError
+from flowbb.training.preflight import LAST_CKPT, model_mismatch, plan_resume
+
+BASE = ["experiment=debug", "model=tiny", "logger=none"]
+
+
+@pytest.fixture()
+def run_dir(tiny_checkpoint: Path, tmp_path: Path) -> Path:
+    """A run folder whose last.ckpt is the tiny model's (a few real training steps)."""
+    run = tmp_path / "run"
+    (run / LAST_CKPT).parent.mkdir(parents=True)
+    shutil.copy(tiny_checkpoint, run / LAST_CKPT)
+    return run
+
+
+def test_same_model_resumes(run_dir: Path) -> None:
+    plan = plan_resume(compose_train_config(run_dir, [*BASE, "trainer.max_steps=100"]), run_dir)
+    assert plan.ckpt == str(run_dir / LAST_CKPT) and plan.in_run_dir and plan.step > 0
+
+
+def test_fresh_run_dir_has_no_checkpoint(tmp_path: Path) -> None:
+    assert plan_resume(compose_train_config(tmp_path / "new", BASE), tmp_path / "new").ckpt is None
+
+
+def test_another_model_is_refused_with_the_ways_out(run_dir: Path) -> None:
+    for overrides in (["model=small"], ["model.c_s=48"]):
+        with pytest.raises(UserError) as info:
+            plan_resume(compose_train_config(run_dir, [*BASE, *overrides]), run_dir)
+        msg = str(info.value)
+        assert "\n" not in msg and f"run folder {run_dir} holds a checkpoint of another model" in msg
+        assert "model.c_s: 32 in the checkpoint" in msg
+        for way_out in ("name=", "hydra.run.dir=", f"ckpt_path={run_dir / LAST_CKPT}"):
+            assert way_out in msg
+
+
+def test_max_steps_below_the_run_step_is_refused(run_dir: Path) -> None:
+    step = int(torch.load(run_dir / LAST_CKPT, weights_only=True)["global_step"])
+    with pytest.raises(UserError, match=f"is at step {step}, beyond trainer.max_steps={step - 1}"):
+        plan_resume(compose_train_config(run_dir, [*BASE, f"trainer.max_steps={step - 1}"]), run_dir)
+    assert plan_resume(compose_train_config(run_dir, [*BASE, f"trainer.max_steps={step}"]), run_dir).step == step
+
+
+def test_missing_ckpt_path_is_a_user_error(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.ckpt"
+    with pytest.raises(UserError, match=f"ckpt_path={missing}: no checkpoint file there"):
+        plan_resume(compose_train_config(tmp_path / "run", [*BASE, f"ckpt_path={missing}"]), tmp_path / "run")
+
+
+def test_keys_on_one_side_only_are_judged_by_the_weights(tiny_checkpoint: Path) -> None:
+    """A checkpoint of an older flowbb lacks keys the new config has: accepted when the weights fit, not otherwise."""
+    ckpt = torch.load(tiny_checkpoint, weights_only=True)
+    stored = dict(ckpt["hyper_parameters"]["cfg"]["model"])
+    new = dict(stored)
+    stored.pop("knn_chunk")  # a key that changes no weight
+    assert model_mismatch(stored, new, ckpt["state_dict"]) is None
+    stored = dict(new)
+    stored.pop("c_skip")
+    new["c_skip"] = new["c_skip"] * 2  # a key only the new config has, with a value that changes the weights
+    why = model_mismatch(stored, new, ckpt["state_dict"])
+    assert why is not None and "other shapes" in why
