@@ -4,7 +4,10 @@
 
 * ``flash_attn.flash_attn_varlen_func`` (unpadded through ``cu_seqlens``) when the ``flash_attn`` package
   imports, the tensors are on CUDA in float16/bfloat16 and the (8-aligned) head width is <= 256;
-* otherwise ``torch.nn.functional.scaled_dot_product_attention``. Its linear-memory fused kernels need
+* otherwise ``torch.nn.functional.scaled_dot_product_attention`` under an explicit choice of fused kernels
+  (:data:`FUSED_SDPA`: CPU flash; CUDA flash / memory-efficient / cuDNN, head widths padded to a multiple of 8):
+  inputs that none of them takes raise instead of silently running the quadratic math kernel, which only
+  ``backend="math"`` reaches. Its linear-memory fused kernels need
   equal q/k/v head widths (CPU's flash kernel falls back to the quadratic math path otherwise), so a
   narrower q/k or v is zero-padded to the common width: zero channels in q and k leave every logit
   unchanged, zero channels in v are sliced off. The key-padding mask is passed as a broadcast boolean
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 Tensor = torch.Tensor
 
@@ -28,6 +32,11 @@ except (ImportError, OSError, RuntimeError):  # pragma: no cover - depends on th
     HAS_FLASH_ATTN = False
 
 FLASH_ATTN_MAX_HEAD_DIM = 256
+BACKENDS = ("auto", "sdpa", "flash_attn", "math")
+# SDPA kernels that never build the L x L matrix: the only ones ``auto``/``sdpa`` may run. PyTorch's math kernel
+# (quadratic memory) is reached only with backend="math", never as a silent fallback.
+FUSED_SDPA = {"cpu": [SDPBackend.FLASH_ATTENTION],
+              "cuda": [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.CUDNN_ATTENTION]}
 
 
 def _round_up(x: int, m: int) -> int:
@@ -45,8 +54,9 @@ def flash_attn_usable(q: Tensor, dqk: int, dv: int) -> bool:
 
 
 def common_width(q: Tensor, dqk: int, dv: int, backend: str = "auto") -> int:
-    """Head width that q, k and v should be built at (zero-padded) for the backend that will run them."""
-    if backend == "flash_attn" or (backend == "auto" and flash_attn_usable(q, dqk, dv)):
+    """Head width that q, k and v should be built at (zero-padded) for the backend that will run them: a multiple
+    of 8 on CUDA (flash-attn, and the 16-bit memory-efficient SDPA kernel, need it), the widest of the two else."""
+    if q.is_cuda or backend == "flash_attn" or (backend == "auto" and flash_attn_usable(q, dqk, dv)):
         return _round_up(max(dqk, dv), 8)
     return max(dqk, dv)
 
@@ -69,8 +79,8 @@ def attention(
     Returns:
         ``[B, H, L, Dv]``. With flash-attn, rows of padded queries are zero.
     """
-    if backend not in ("auto", "sdpa", "flash_attn"):
-        raise ValueError(f"attention: unknown backend {backend!r} (auto|sdpa|flash_attn)")
+    if backend not in BACKENDS:
+        raise ValueError(f"attention: unknown backend {backend!r} ({'|'.join(BACKENDS)})")
     B, _H, L, dqk = q.shape
     if k.shape != q.shape or v.shape[:3] != q.shape[:3]:
         raise ValueError(
@@ -91,12 +101,30 @@ def attention(
                 f"head widths {dqk}/{dv} > {FLASH_ATTN_MAX_HEAD_DIM}?)"
             )
         return _flash_attn_varlen(q, k, v, key_mask, scale)
-    width = max(dqk, dv)
+    width = _round_up(max(dqk, dv), 8) if q.is_cuda else max(dqk, dv)
     q, k, v = _pad_last(q, width), _pad_last(k, width), _pad_last(v, width)
     attn_mask = None
     if key_mask is not None and not bool(key_mask.all()):
         attn_mask = key_mask[:, None, None, :]
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, scale=scale)
+    if backend == "math":
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, scale=scale)
+    else:
+        fused = FUSED_SDPA.get(q.device.type)
+        if fused is None:  # other devices (mps, xpu): PyTorch's own choice
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, scale=scale)
+        else:
+            try:
+                with sdpa_kernel(fused):
+                    out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, scale=scale)
+            except RuntimeError as err:
+                if "no available kernel" not in str(err).lower():
+                    raise
+                raise RuntimeError(
+                    f"attention: no fused (linear-memory) SDPA kernel takes these inputs on {q.device.type} "
+                    f"(dtype {q.dtype}, head width {width}, {'with' if attn_mask is not None else 'no'} key mask): "
+                    f"{str(err).splitlines()[0]}. PyTorch's math kernel would build L x L per head; "
+                    "model.attention_backend=math allows it"
+                ) from err
     return out[..., :dv] if width != dv else out
 
 

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 
 import torch
 
-from flowbb.model.attention import attention, common_width
+from flowbb.model.attention import BACKENDS, attention, common_width
 from flowbb.model.ipa import InvariantPointAttention, IPAConfig, IPAParams, key_padding
 
 Tensor = torch.Tensor
@@ -103,8 +103,8 @@ class FlashIPA(IPAParams):
             self.register_buffer("offset_omega", omega, persistent=False)
         if z_factor_rank < 1:
             raise ValueError(f"FlashIPA: z_factor_rank must be >= 1, got {z_factor_rank}")
-        if backend not in ("auto", "sdpa", "flash_attn"):
-            raise ValueError(f"FlashIPA: unknown backend {backend!r} (auto|sdpa|flash_attn)")
+        if backend not in BACKENDS:
+            raise ValueError(f"FlashIPA: unknown backend {backend!r} ({'|'.join(BACKENDS)})")
         self.z_factor_rank = z_factor_rank
         self.backend = backend
 

@@ -61,7 +61,8 @@ class FlowModelConfig:
     c_pos_emb, c_time_emb: node-embedder encodings. c_edge_feat: node projection / offset encoding width in the
     edge embedders; num_dist_bins, max_dist (Å): RBF distograms; max_offset, c_offset: kNN sequence-offset tags
     (flash only). c_edge_bias: node width fed to the edge/factor transition. seq_tfmr_heads / seq_tfmr_layers /
-    c_skip: sequence transformer. trans_scale: Å -> network units. attention_backend: auto | sdpa | flash_attn.
+    c_skip: sequence transformer. trans_scale: Å -> network units. attention_backend: auto | sdpa | flash_attn | math (math: allow
+    PyTorch's quadratic math kernel; the others run fused kernels only and raise where none applies).
     update_scale: ``one_minus_t`` (each block's frame update scaled by ``1 - t``, see the module docstring) or
     ``none`` (the update as the network outputs it, FrameFlow/FoldFlow). The presets in ``configs/model`` set
     ``one_minus_t``; the default ``none`` keeps the meaning of configs without the key (checkpoints written

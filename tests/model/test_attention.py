@@ -69,3 +69,42 @@ def test_flash_attn_varlen_matches_sdpa_on_cuda():
     valid = key_mask[:, None, :, None].expand_as(ref)
     assert ((out - ref).abs()[valid].max() / ref.abs().max()) < 2e-2
     assert (out[1, :, 50:] == 0).all()
+
+
+@pytest.mark.parametrize("preset,overrides", [
+    ("flash", {}), ("small", {}), ("tiny", {}),
+    ("small", {"seq_offset_freqs": 8, "seq_neighbors": 2}),  # experiment=cpu_small
+    ("flash", {"attn_pair_channels": 40, "seq_offset_freqs": 8}),  # the compact lifting at the paper's dims
+])
+def test_every_flash_preset_runs_on_fused_kernels_only(preset, overrides):
+    """Forward + backward of each flash preset with padding, under the CPU flash kernel alone (the outer context
+    allows nothing else; attention() also restricts SDPA to fused kernels itself)."""
+    from pathlib import Path
+
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    cfg = OmegaConf.load(Path(__file__).resolve().parents[2] / "configs" / "model" / f"{preset}.yaml")
+    torch.manual_seed(0)
+    model = instantiate(cfg, **overrides, num_blocks=1)  # one block: the same attention calls, less time
+    B, L = 2, 40
+    g = torch.Generator().manual_seed(0)
+    mask = torch.ones(B, L)
+    mask[1, 30:] = 0
+    batch = {"rots_t": torch.eye(3).expand(B, L, 3, 3), "trans_t": torch.randn(B, L, 3, generator=g) * 10,
+             "t": torch.tensor([0.3, 0.8]), "res_mask": mask, "residue_index": torch.arange(L).repeat(B, 1)}
+    with sdpa_kernel([SDPBackend.FLASH_ATTENTION]):
+        out = model(batch)
+        (out["pred_trans"].square().mean() + out["pred_psi"].mean()).backward()
+    assert torch.isfinite(out["pred_trans"]).all()
+
+
+def test_math_backend_equals_fused_and_bad_backend_is_refused():
+    g = torch.Generator().manual_seed(1)
+    q, k, v = (torch.randn(2, 3, 17, 12, generator=g) for _ in range(3))
+    mask = torch.ones(2, 17, dtype=torch.bool)
+    mask[0, 11:] = False
+    torch.testing.assert_close(attention(q, k, v, mask, backend="math"), attention(q, k, v, mask, backend="sdpa"))
+    with pytest.raises(ValueError, match="math"):
+        attention(q, k, v, backend="quadratic")
