@@ -63,7 +63,7 @@ def compose_config(experiment: str, overrides: list[str] | None = None):
                                                        *(overrides or [])])
 
 
-def worker(model: str, length: int, device: str, repeats: int, threads: int) -> dict:
+def worker(model: str, length: int, device: str, repeats: int, threads: int, precision: str = "32") -> dict:
     import torch
 
     torch.set_flush_denormal(True)  # as flowbb.training.train does, before the thread pool starts
@@ -81,7 +81,9 @@ def worker(model: str, length: int, device: str, repeats: int, threads: int) -> 
 
     def step() -> None:
         opt.zero_grad(set_to_none=True)
-        losses, _, _ = module.compute_losses(batch, self_condition=False, generator=gen)
+        # bf16: the network under autocast, as trainer=gpu (bf16-mixed) runs it
+        with torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=precision == "bf16"):
+            losses, _, _ = module.compute_losses(batch, self_condition=False, generator=gen)
         losses["total"].backward()
         opt.step()
 
@@ -104,7 +106,7 @@ def worker(model: str, length: int, device: str, repeats: int, threads: int) -> 
             torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)
     peak = (torch.cuda.max_memory_allocated() if device.startswith("cuda") else rss_bytes("VmHWM")) - base
-    return {"model": model, "experiment": MODELS[model], "length": length, "device": device,
+    return {"model": model, "experiment": MODELS[model], "length": length, "device": device, "precision": precision,
             "seconds": min(times), "seconds_all": times, "peak_mem_gb": peak / 1e9,
             "params": n_params, "threads": torch.get_num_threads(), "status": "ok", "note": ""}
 
@@ -116,7 +118,8 @@ def worker(model: str, length: int, device: str, repeats: int, threads: int) -> 
 
 def run_one(model: str, length: int, args: argparse.Namespace) -> dict:
     cmd = [sys.executable, __file__, "--worker", "--model", model, "--lengths", str(length),
-           "--device", args.device, "--repeats", str(args.repeats), "--threads", str(args.threads)]
+           "--device", args.device, "--repeats", str(args.repeats), "--threads", str(args.threads),
+           "--precision", args.precision]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=args.timeout_s, cwd=REPO)
     if proc.returncode != 0:
@@ -194,12 +197,14 @@ def main() -> None:
     p.add_argument("--mem-cap-gb", type=float, default=20.0, help="skip ipa lengths past this peak memory")
     p.add_argument("--fit-range", type=int, nargs=2, default=[512, 4096], help="L range of the exponent fit")
     p.add_argument("--timeout-s", type=float, default=3600.0, help="per-run time limit")
+    p.add_argument("--precision", choices=["32", "bf16"], default="32", help="bf16: autocast as trainer=gpu")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--model", choices=sorted(MODELS), help=argparse.SUPPRESS)
     args = p.parse_args()
 
     if args.worker:
-        print(json.dumps(worker(args.model, args.lengths[0], args.device, args.repeats, args.threads)))
+        print(json.dumps(worker(args.model, args.lengths[0], args.device, args.repeats, args.threads,
+                                args.precision)))
         return
 
     rows: list[dict] = []

@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # GPU checks on a lent GPU machine; each part runs alone and writes what it measured under $OUT (default gpu_out/).
 #
+#   bash scripts/gpu_check.sh kernels   # <= 5 min: CUDA parity FlashIPA vs IPA (fp32, bf16), the fused SDPA kernel
+#                                       # each preset takes at L = 512 and 4096, bench_ipa L = 256..16384, peak
+#                                       # memory of one foldflow_flash bf16 training step at L = 2048 and 8192
 #   bash scripts/gpu_check.sh learn     # ~10 min: foldflow_flash in bf16 on the processed shared set for ~7 min,
 #                                       # 8 backbones each at L = 100 and 300 (seconds per backbone), learning report
+# Both together fit the device's 12 minutes; run them as two calls, kernels first.
 #
 # The machine is bare: nothing is installed and nothing can be fetched there. It needs
 #   - the processed shared set (python scripts/preprocess.py raw_dir=../shared/data/pdb out_dir=data/processed/shared
@@ -29,6 +33,24 @@ case "$part" in
         --platform any -d .whl "$w" || python3 -m pip download -q --no-deps --no-binary=:all: -d .whl "$w"
     done
     ls -la .whl
+    ;;
+  kernels)
+    if [ -d .whl ]; then
+      python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*
+      export PYTHONPATH="/tmp/site:${PYTHONPATH:-}"
+    fi
+    export PYTHONPATH="$PWD:${PYTHONPATH:-}" PYTHONUNBUFFERED=1
+    mkdir -p "$OUT"
+    start=$(date +%s)
+    # parity (fp32 1e-4, bf16 3e-2 relative, tests/model/test_flash_ipa.py) and the CUDA attention tests
+    python3 -m pytest -q -p no:cacheprovider tests/model/test_flash_ipa.py tests/model/test_attention.py \
+      2>&1 | tee "$OUT/parity.txt" | tail -n 5
+    python3 scripts/sdpa_backends.py --device cuda --lengths 512 4096 --dtype bf16 --out "$OUT/sdpa_backends.json"
+    timeout 150 python3 scripts/bench_ipa.py --device cuda --lengths 256 1024 4096 16384 --repeats 3 \
+      --out "$OUT/bench_ipa_cuda.json" 2>&1 | tail -n 25 || echo "bench_ipa: stopped at its time limit"
+    python3 scripts/bench_train.py --device cuda --precision bf16 --models flash --lengths 2048 8192 \
+      --fit-range 2048 8192 --out "$OUT/bench_train_cuda.json" 2>&1 | tail -n 8
+    echo "gpu_check kernels: done in $(( $(date +%s) - start )) s"
     ;;
   learn)
     if [ -d .whl ]; then
@@ -61,7 +83,7 @@ case "$part" in
     echo "gpu_check learn: done in $(( $(date +%s) - start )) s"
     ;;
   *)
-    echo "usage: bash scripts/gpu_check.sh wheels|learn (see the header)" >&2
+    echo "usage: bash scripts/gpu_check.sh wheels|kernels|learn (see the header)" >&2
     exit 2
     ;;
 esac
