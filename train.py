@@ -1,6 +1,7 @@
 """Train a flowbb model: ``python train.py experiment=foldflow_flash`` (Hydra; configs in ``configs/``).
 
-Errors the user can fix (:class:`flowbb.errors.UserError`) end with one line on stderr and exit code 2; anything else
+Errors the user can fix (:class:`flowbb.errors.UserError`: a mistyped key, an unknown option, a missing dataset, a run
+folder of another model, ``trainer=gpu`` without CUDA, ...) end with one line on stderr and exit code 2; anything else
 is a bug and shows its traceback.
 """
 
@@ -22,4 +23,7 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    from flowbb.cli import exit_on_bad_command_line
+
+    exit_on_bad_command_line("train")
     main()

@@ -24,8 +24,9 @@ def run(cfg: DictConfig) -> int:
     from rich.console import Console
 
     from flowbb.data.structure_io import StructureReadError
+    from flowbb.errors import UserError
     from flowbb.eval.folding import FoldingWeightsNotFound
-    from flowbb.eval.runner import EvaluationError, evaluate
+    from flowbb.eval.runner import evaluate
 
     console = Console(stderr=True)
     for key in ("samples_dir", "out_dir"):
@@ -43,7 +44,7 @@ def run(cfg: DictConfig) -> int:
     except FoldingWeightsNotFound as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except (EvaluationError, FileNotFoundError, StructureReadError, ValueError) as exc:
+    except (UserError, FileNotFoundError, StructureReadError, ValueError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         return 2
 
@@ -73,4 +74,7 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    from flowbb.cli import exit_on_bad_command_line
+
+    exit_on_bad_command_line("evaluate")
     main()

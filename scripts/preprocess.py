@@ -46,4 +46,7 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    from flowbb.cli import exit_on_bad_command_line
+
+    exit_on_bad_command_line("preprocess")
     main()

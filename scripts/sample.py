@@ -29,7 +29,8 @@ def run(cfg: DictConfig) -> int:
     from rich.table import Table
     from tqdm.auto import tqdm
 
-    from flowbb.training.checkpoint import FlowbbCheckpointError, load_checkpoint
+    from flowbb.errors import UserError
+    from flowbb.training.checkpoint import load_checkpoint
     from flowbb.training.sampling import SamplingSettings, check_lengths, generate
 
     console = Console(stderr=True, soft_wrap=True)  # no hard line breaks inside paths/messages
@@ -47,7 +48,7 @@ def run(cfg: DictConfig) -> int:
             raise FileExistsError(f"out_dir {out_dir} is not empty; choose another out_dir or pass overwrite=true")
         loaded = load_checkpoint(cfg.ckpt_path, use_ema=bool(cfg.use_ema), device=cfg.device,
                                  trust=bool(cfg.get("trust_checkpoint", False)))
-    except (FlowbbCheckpointError, FileExistsError, ValueError) as exc:
+    except (UserError, FileExistsError, ValueError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         return 2
 
@@ -101,4 +102,7 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    from flowbb.cli import exit_on_bad_command_line
+
+    exit_on_bad_command_line("sample")
     main()

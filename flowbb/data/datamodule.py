@@ -19,7 +19,7 @@ from flowbb.data.batcher import LengthBatchSampler
 from flowbb.data.clusters import compute_clusters
 from flowbb.data.dataset import ProteinChainDataset, collate
 from flowbb.data.filters import FilterConfig, filter_mask
-from flowbb.data.store import ProcessedStore
+from flowbb.data.store import DatasetError, ProcessedStore, is_complete
 
 log = logging.getLogger(__name__)
 
@@ -133,18 +133,42 @@ class ProteinDataModule(L.LightningDataModule):
                 min_length=int(self.demo_cfg.get("min_length", 40)),
             )
 
+    def _filtered(self) -> tuple[ProcessedStore, np.ndarray]:
+        """The store and the rows that pass the filters.
+
+        Raises:
+            DatasetNotFoundError: ``processed_dir`` is not a complete processed dataset.
+            DatasetError: no chain passes the filters.
+        """
+        store = ProcessedStore(self.processed_dir)
+        keep, self.filter_counts = filter_mask(store.metadata, self.filter_cfg)
+        rows = np.nonzero(keep)[0]
+        if len(rows) == 0:
+            removed = {k: v for k, v in self.filter_counts.items() if v}
+            worst = max(removed, key=removed.get) if removed else "min_length"
+            worst = {"rg_outlier": "rg_factor"}.get(worst, worst)  # the config key of that filter
+            raise DatasetError(
+                f"no chain of the {len(store)} in {self.processed_dir} passes the filters (removed per filter: "
+                f"{removed}): loosen data.filters.{worst} (or another data.filters.* key; null turns a filter off)"
+            )
+        return store, rows
+
+    def check_data(self) -> None:
+        """Fail now, with one line, on a missing or incomplete processed set or one that the filters empty (before
+        a model or a Trainer is built). The demo set before its first use is skipped: ``prepare_data`` builds it.
+
+        Raises:
+            DatasetNotFoundError, DatasetError: see :meth:`_filtered`.
+        """
+        if self.demo_cfg and not is_complete(self.processed_dir):
+            return
+        self._filtered()
+
     def setup(self, stage: str | None = None) -> None:
         if self.train_dataset is not None:
             return
-        store = ProcessedStore(self.processed_dir)
+        store, rows = self._filtered()
         meta = store.metadata
-        keep, self.filter_counts = filter_mask(meta, self.filter_cfg)
-        rows = np.nonzero(keep)[0]
-        if len(rows) == 0:
-            raise ValueError(
-                f"no chain of {self.processed_dir} passes the filters {self.filter_cfg} "
-                f"(removed per filter: {self.filter_counts})"
-            )
         cfg = self.cluster_cfg
         clusters = compute_clusters(
             meta.iloc[rows],

@@ -24,6 +24,7 @@ from pathlib import Path, PurePosixPath
 
 from flowbb.data.store import is_complete
 from flowbb.data.structure_io import is_structure_file
+from flowbb.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ RAW_MARKER = ".demo_raw.json"
 PROCESSED_MARKER = ".demo_complete.json"
 
 
-class DemoBuildError(RuntimeError):
+class DemoBuildError(UserError, RuntimeError):
     """The demo set could not be assembled (e.g. no access to the package index)."""
 
 

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from flowbb.errors import UserError
+
 METADATA = "metadata.parquet"
 ARRAYS: dict[str, tuple[str, tuple[int, ...]]] = {
     "atoms": ("float32", (4, 3)),
@@ -65,6 +67,28 @@ class ArrayWriter:
             os.replace(tmp, self.out_dir / f"{name}.npy")
 
 
+class DatasetError(UserError, ValueError):
+    """A processed dataset that cannot be trained on (e.g. no chain passes the filters)."""
+
+
+class DatasetNotFoundError(DatasetError, FileNotFoundError):
+    """A folder that is not a complete processed dataset."""
+
+
+def not_a_dataset_message(root: Path) -> str:
+    """One line on why ``root`` is not a processed dataset, and what to run."""
+    make = f"python scripts/preprocess.py raw_dir=<folder of PDB/mmCIF files> out_dir={root}"
+    if not root.exists():
+        return f"processed dataset {root} does not exist: create it with `{make}` (or train on the demo set: data=demo)"
+    if not root.is_dir():
+        return f"processed dataset {root} is a file, not a folder: set data.processed_dir to a preprocessed folder"
+    if (root / "shards").is_dir():
+        return (f"processed dataset {root} is incomplete (preprocessing did not finish, no {METADATA}): rerun the "
+                f"preprocessing command with the same raw_dir and out_dir={root} to resume it")
+    return (f"{root} is not a processed dataset (expected {METADATA} and {', '.join(n + '.npy' for n in ARRAYS)}): "
+            f"create it with `{make}`")
+
+
 class ProcessedStore:
     """Read access to a processed folder (see module docstring).
 
@@ -77,10 +101,7 @@ class ProcessedStore:
 
         self.root = Path(root)
         if not is_complete(self.root):
-            raise FileNotFoundError(
-                f"{self.root} is not a processed dataset (expected {METADATA} and "
-                f"{', '.join(n + '.npy' for n in ARRAYS)}); run scripts/preprocess.py first"
-            )
+            raise DatasetNotFoundError(not_a_dataset_message(self.root))
         self.metadata = pd.read_parquet(self.root / METADATA)
         self._arrays = {name: np.load(self.root / f"{name}.npy", mmap_mode="r") for name in ARRAYS}
         self._offset = self.metadata["offset"].to_numpy(np.int64)

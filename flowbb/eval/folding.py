@@ -22,13 +22,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from flowbb.errors import UserError
 from flowbb.eval.inverse_folding import resolve_device
 
 DEFAULT_HUB_ID = "facebook/esmfold_v1"
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
-class FoldingWeightsNotFound(RuntimeError):
+class FoldingWeightsNotFound(UserError, RuntimeError):
     """ESMFold weights are not available locally (and downloading is off or impossible)."""
 
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from flowbb.errors import UserError
 from flowbb.eval.inverse_folding import has_native_sequence
 from flowbb.eval.metrics import backbone_metrics, self_consistency, summarize_designs
 from flowbb.eval.samples import Sample, discover_samples, make_groups, read_sample, sample_seed
@@ -41,7 +42,7 @@ _RUNTIME_KEYS = {
 }
 
 
-class EvaluationError(RuntimeError):
+class EvaluationError(UserError, RuntimeError):
     """A user-facing evaluation error (bad folder, results from another configuration, ...)."""
 
 

@@ -33,6 +33,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from flowbb.errors import UserError
 from flowbb.flow.config import FlowConfig, as_flow_config
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,7 @@ def build_model(model_cfg: Mapping[str, Any] | DictConfig) -> torch.nn.Module:
     return hydra.utils.instantiate(model_cfg, _convert_="all")
 
 
-class FlowbbCheckpointError(RuntimeError):
+class FlowbbCheckpointError(UserError, RuntimeError):
     """A checkpoint path that cannot be loaded as a flowbb model (the message names the path and the reason)."""
 
     def __init__(self, path: str | Path, reason: str) -> None:

@@ -137,12 +137,11 @@ def resolve_wandb_mode(requested: str = "auto", timeout_s: float = 2.0) -> tuple
         when set and not empty, else ``online`` only if a key exists and the server answers within ``timeout_s``,
         else ``offline``.
     Raises:
-        ValueError: an unknown ``requested`` mode.
-        UserError: an unknown ``WANDB_MODE``, or ``online`` (asked for explicitly) without an API key: it stops at
+        UserError: an unknown ``requested`` mode or ``WANDB_MODE``, or ``online`` (asked for explicitly) without an API key: it stops at
             once with the choices instead of wandb's interactive key prompt or a traceback.
     """
     if requested not in {"auto", "online", "offline", "disabled"}:
-        raise ValueError(f"logger.wandb.mode: expected auto|online|offline|disabled, got {requested!r}")
+        raise UserError(f"logger.wandb.mode={requested}: expected auto, online, offline or disabled")
     host = wandb_host()
     if requested != "auto":
         mode, reason = requested, "set in config (logger.wandb.mode)"
@@ -159,6 +158,21 @@ def resolve_wandb_mode(requested: str = "auto", timeout_s: float = 2.0) -> tuple
     if mode == "online" and not has_wandb_key(host):
         raise UserError(no_key_message(reason))
     return mode, reason
+
+
+def check_wandb(logger_cfg: Any) -> None:
+    """The checks of :func:`resolve_wandb_mode` that need no network (mode values; online without a key), for a
+    launch to run before it builds anything. No-op without a ``wandb`` entry.
+
+    Raises:
+        UserError: see :func:`resolve_wandb_mode`.
+    """
+    wandb_cfg = logger_cfg.get("wandb") if logger_cfg else None
+    if wandb_cfg is None:
+        return
+    requested = str(wandb_cfg.get("mode", "auto"))
+    if requested != "auto" or env_wandb_mode() is not None:
+        resolve_wandb_mode(requested)  # no probe: the mode is given
 
 
 class _AppendingExperimentWriter(ExperimentWriter):
@@ -236,7 +250,8 @@ def build_loggers(logger_cfg: Any, run_dir: str | Path) -> list[Logger]:
     wandb_cfg = logger_cfg.get("wandb")
     unknown = set(logger_cfg.keys()) - {"csv", "wandb"}
     if unknown:
-        raise ValueError(f"logger: unknown entries {sorted(unknown)} (expected csv and/or wandb)")
+        raise UserError(f"logger: unknown entries {sorted(unknown)} (expected csv and/or wandb; logger=none for "
+                        "no logging)")
     flush = int(csv_cfg.get("flush_logs_every_n_steps", 50)) if csv_cfg else 50
     if csv_cfg is not None or wandb_cfg is not None:
         loggers.append(ResumableCSVLogger(run_dir, flush_logs_every_n_steps=flush))

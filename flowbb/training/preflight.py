@@ -1,5 +1,9 @@
-"""Checks that run before a training launch writes anything: which checkpoint it starts from, and whether that
-checkpoint fits the launch.
+"""Checks that run before a training launch writes anything or builds a model: the values of the main keys and the
+hardware they ask for (:func:`check_launch`), which checkpoint the launch starts from, and whether that checkpoint fits
+it (:func:`plan_resume`).
+
+:func:`check_launch` refuses a float16 precision, ``trainer=gpu`` (or any CUDA accelerator) on a machine without
+CUDA, more GPUs than the machine has, and main keys of the wrong type (``trainer.max_steps=five``).
 
 :func:`plan_resume` finds the checkpoint (``ckpt_path`` or ``<run_dir>/checkpoints/last.ckpt``), reads it with the
 safe loader (:func:`flowbb.training.checkpoint.read_checkpoint`) and refuses, with one line naming the cause and the
@@ -28,6 +32,49 @@ from flowbb.training.checkpoint import MODEL_PREFIX, FlowbbCheckpointError, buil
 
 LAST_CKPT = Path("checkpoints") / "last.ckpt"
 _MISSING = object()
+# main keys and the type they must have: a wrong type otherwise fails deep inside Lightning or the model
+_TYPED_KEYS: dict[str, tuple[type, ...]] = {
+    "seed": (int,), "trainer.max_steps": (int,), "trainer.num_nodes": (int,), "optim.lr": (int, float),
+    "optim.warmup_steps": (int,), "data.batcher.max_tokens": (int,), "guard.max_consecutive_skips": (int,),
+}
+
+
+def _check_types(cfg: DictConfig) -> None:
+    for key, types in _TYPED_KEYS.items():
+        value = OmegaConf.select(cfg, key, default=None)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, types)):
+            kind = "a whole number" if types == (int,) else "a number"
+            raise UserError(f"{key}={value}: expected {kind}")
+
+
+def _check_hardware(trainer_cfg: DictConfig) -> None:
+    import torch
+
+    accelerator = str(trainer_cfg.get("accelerator", "cpu"))
+    precision = str(trainer_cfg.get("precision", "32-true"))
+    if precision.startswith("16"):
+        raise UserError(f"trainer.precision={precision}: float16 needs loss scaling, which the non-finite guard's "
+                        "manual optimisation does not do; use bf16-mixed (GPU) or 32-true")
+    if accelerator not in ("gpu", "cuda"):
+        return
+    if not torch.cuda.is_available():
+        raise UserError(f"trainer.accelerator={accelerator} (trainer=gpu/ddp) but no CUDA GPU is available here "
+                        f"(torch {torch.__version__}, CUDA build: {torch.version.cuda or 'none'}): train on CPU with "
+                        "trainer=cpu (or trainer=auto), or run on a machine with a GPU")
+    devices = trainer_cfg.get("devices", 1)
+    if isinstance(devices, int) and devices > torch.cuda.device_count():
+        raise UserError(f"trainer.devices={devices} but this machine has {torch.cuda.device_count()} GPU(s): use "
+                        f"trainer.devices={torch.cuda.device_count()} or trainer.devices=-1 (all)")
+
+
+def check_launch(cfg: DictConfig) -> None:
+    """Key types and hardware (see the module docstring), before anything is built or written.
+
+    Raises:
+        UserError: one line naming the key and the fix.
+    """
+    _check_types(cfg)
+    _check_hardware(cfg.trainer)
 
 
 @dataclasses.dataclass(frozen=True)

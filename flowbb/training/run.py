@@ -25,10 +25,11 @@ from lightning.pytorch.callbacks import Callback, ProgressBar
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
+from flowbb.errors import UserError, one_line
 from flowbb.training.ema import EMA
-from flowbb.training.loggers import build_loggers
+from flowbb.training.loggers import build_loggers, check_wandb
 from flowbb.training.module import FlowModule
-from flowbb.training.preflight import LAST_CKPT, plan_resume
+from flowbb.training.preflight import LAST_CKPT, check_launch, plan_resume
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,8 @@ def build_callbacks(callbacks_cfg: DictConfig | None) -> list[Callback]:
         if entry is None:
             continue
         if "_target_" not in entry:
-            raise ValueError(f"callbacks.{name}: missing _target_")
+            raise UserError(f"callbacks.{name}: missing _target_ (a callback entry names its class, e.g. "
+                            f"+callbacks.{name}._target_=my_pkg.MyCallback)")
         callbacks.append(hydra.utils.instantiate(entry, _convert_="all"))
     return sorted(callbacks, key=lambda cb: 0 if isinstance(cb, EMA) else 1)
 
@@ -73,19 +75,34 @@ def _write_hydra_record(cfg: DictConfig, run_dir: Path) -> None:
     OmegaConf.save(hydra_cfg.hydra.overrides.task, out / "overrides.yaml")
 
 
-def _check_precision(cfg: DictConfig) -> None:
-    precision = str(cfg.trainer.get("precision", "32-true"))
-    if precision.startswith("16") or precision == "16-mixed":
-        raise ValueError(f"trainer.precision={precision}: float16 needs loss scaling, which the non-finite guard's "
-                         "manual optimisation does not do; use bf16-mixed (GPU) or 32-true")
+def _build_trainer(cfg: DictConfig, callbacks: list[Callback], loggers: list[Any], run_dir: Path) -> pl.Trainer:
+    """The Lightning Trainer of ``cfg.trainer``; Lightning's refusals of a trainer config (``MisconfigurationException``,
+    e.g. a strategy this machine cannot run) become a one-line :class:`UserError`."""
+    from hydra.errors import InstantiationException
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    try:
+        return hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
+                                       default_root_dir=str(run_dir), _convert_="all")
+    except (InstantiationException, MisconfigurationException) as exc:
+        cause = exc.__cause__ if isinstance(exc, InstantiationException) else exc
+        if isinstance(cause, MisconfigurationException):
+            raise UserError(f"the trainer config is refused by Lightning: {one_line(cause)} (see configs/trainer/)"
+                            ) from None
+        raise
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Train from a composed config (see ``configs/train.yaml``).
 
-    Seeds everything, writes the resolved config to the run dir, builds datamodule, module, callbacks,
-    loggers and trainer from their config groups, and calls ``trainer.fit``, resuming from
+    Checks the launch first (key types, hardware, W&B key, the data, the checkpoint it resumes from: see
+    :mod:`flowbb.training.preflight`), so that a refused launch builds nothing and writes nothing. Then seeds
+    everything, writes the resolved config (and Hydra's ``.hydra/`` record) to the run dir, builds datamodule,
+    module, callbacks, loggers and trainer from their config groups, and calls ``trainer.fit``, resuming from
     ``<run_dir>/checkpoints/last.ckpt`` when it exists (or from ``ckpt_path``).
+
+    Raises:
+        UserError: a launch refused by the checks, with one line naming the cause and the fix.
 
     Returns:
         ``{"run_dir", "global_step", "skipped_steps", "last_checkpoint", "resumed_from"}``.
@@ -94,16 +111,19 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     # them); flushing them to zero changes nothing that matters for training. Set before the CPU thread pool
     # starts, so that its threads inherit it. No effect on GPU kernels.
     torch.set_flush_denormal(True)
-    _check_precision(cfg)
     run_dir = Path(cfg.paths.run_dir)
     # Checks first: a refused launch changes nothing in the run folder (seeding already logs to train.log).
+    check_launch(cfg)
+    check_wandb(cfg.get("logger"))
+    datamodule = hydra.utils.instantiate(cfg.data, _convert_="all")
+    if hasattr(datamodule, "check_data"):
+        datamodule.check_data()  # a missing processed set, or filters that leave no chain
     plan = plan_resume(cfg, run_dir)
     pl.seed_everything(int(cfg.seed), workers=True)
     _write_resolved_config(cfg, run_dir)
     _write_hydra_record(cfg, run_dir)
     resolved = OmegaConf.to_container(cfg, resolve=True)
 
-    datamodule = hydra.utils.instantiate(cfg.data, _convert_="all")
     module = FlowModule(cfg)
     callbacks = build_callbacks(cfg.get("callbacks"))
     if not cfg.trainer.get("enable_progress_bar", True):  # trainer.enable_progress_bar=false silences callbacks' bar
@@ -111,8 +131,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     loggers = build_loggers(cfg.get("logger"), run_dir)
     for logger in loggers:
         logger.log_hyperparams(resolved)
-    trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
-                                                  default_root_dir=str(run_dir), _convert_="all")
+    trainer = _build_trainer(cfg, callbacks, loggers, run_dir)
     resume = plan.ckpt
     if resume:
         log.info("resuming from %s (step %d)", resume, plan.step)

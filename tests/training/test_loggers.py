@@ -47,7 +47,7 @@ def test_explicit_and_env_modes(no_wandb_env: Path, monkeypatch: pytest.MonkeyPa
     assert L.resolve_wandb_mode("disabled")[0] == "disabled"
     monkeypatch.setenv("WANDB_MODE", "disabled")
     assert L.resolve_wandb_mode("auto")[0] == "disabled"
-    with pytest.raises(ValueError, match="logger.wandb.mode"):
+    with pytest.raises(UserError, match="logger.wandb.mode"):
         L.resolve_wandb_mode("sometimes")
 
 
@@ -110,7 +110,7 @@ def test_build_loggers_groups(no_wandb_env: Path) -> None:
     assert L.build_loggers(OmegaConf.create({}), run_dir) == []
     csv_only = L.build_loggers(OmegaConf.create({"csv": {"flush_logs_every_n_steps": 5}}), run_dir)
     assert [type(x).__name__ for x in csv_only] == ["ResumableCSVLogger"]
-    with pytest.raises(ValueError, match="unknown entries"):
+    with pytest.raises(UserError, match="unknown entries"):
         L.build_loggers(OmegaConf.create({"tensorboard": {}}), run_dir)
     wb_cfg = OmegaConf.create({"wandb": {"project": "p", "entity": None, "name": "n", "mode": "auto",
                                          "probe_timeout_s": 0.5, "tags": [], "log_model": False}})

@@ -70,3 +70,63 @@ def test_keys_on_one_side_only_are_judged_by_the_weights(tiny_checkpoint: Path) 
     new["c_skip"] = new["c_skip"] * 2  # a key only the new config has, with a value that changes the weights
     why = model_mismatch(stored, new, ckpt["state_dict"])
     assert why is not None and "other shapes" in why
+
+
+# -- item 1: user errors as one line, checked before anything is built -------------------------------------------
+
+
+def test_command_line_errors_are_one_line() -> None:
+    from flowbb.cli import check_command_line
+
+    cases = [
+        ("train", ["trainer.max_step=5"], "unknown config key trainer.max_step (did you mean trainer.max_steps?)"),
+        ("train", ["model=huge"], "model=huge: no such option; choose one of flash, ipa, small, tiny"),
+        ("train", ["max_steps"], "cannot parse the command-line override 'max_steps'"),
+        ("sample", ["lengths=[10]"], "ckpt_path is required: add ckpt_path=<value>"),
+        ("preprocess", ["raw_dir=x"], "out_dir is required"),
+    ]
+    for name, overrides, expected in cases:
+        with pytest.raises(UserError) as info:
+            check_command_line(name, overrides)
+        assert expected in str(info.value) and "\n" not in str(info.value), (overrides, str(info.value))
+    check_command_line("train", ["experiment=debug", "hydra.run.dir=/tmp/x", "trainer.max_steps=3"])  # valid
+
+
+def test_launch_checks_types_precision_and_cuda(tmp_path: Path) -> None:
+    from flowbb.training.preflight import check_launch
+
+    for overrides, expected in ((["trainer.max_steps=five"], "trainer.max_steps=five: expected a whole number"),
+                                (["optim.lr=fast"], "optim.lr=fast: expected a number"),
+                                (["trainer.precision=16-mixed"], "float16 needs loss scaling")):
+        with pytest.raises(UserError, match=expected):
+            check_launch(compose_train_config(tmp_path, [*BASE, *overrides]))
+    gpu = compose_train_config(tmp_path, [*BASE, "trainer=gpu"])
+    if torch.cuda.is_available():
+        check_launch(gpu)
+    else:
+        with pytest.raises(UserError, match="no CUDA GPU is available here.*trainer=cpu"):
+            check_launch(gpu)
+
+
+def test_data_errors_before_the_model(small_processed: Path, tmp_path: Path) -> None:
+    import hydra
+    from train_testdata import small_data_overrides
+
+    from flowbb.data.store import DatasetError
+
+    def datamodule(processed: Path, *extra: str):
+        cfg = compose_train_config(tmp_path, [*BASE, *small_data_overrides(processed), *extra])
+        return hydra.utils.instantiate(cfg.data, _convert_="all")
+
+    datamodule(small_processed).check_data()  # the real set passes
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "half" / "shards").mkdir(parents=True)  # an interrupted preprocessing run
+    for folder, expected in ((tmp_path / "nope", "does not exist: create it with `python scripts/preprocess.py"),
+                             (tmp_path / "empty", "is not a processed dataset"),
+                             (tmp_path / "half", "is incomplete (preprocessing did not finish")):
+        with pytest.raises(DatasetError) as info:
+            datamodule(folder).check_data()
+        assert expected in str(info.value) and str(folder) in str(info.value)
+    with pytest.raises(DatasetError) as info:
+        datamodule(small_processed, "data.filters.min_length=100000").check_data()
+    assert "passes the filters" in str(info.value) and "loosen data.filters.min_length" in str(info.value)

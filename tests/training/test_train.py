@@ -167,3 +167,23 @@ def test_ddp_two_cpu_processes_disjoint_batches(small_processed: Path, tmp_path:
     assert rows0 and rows1 and not rows0 & rows1  # disjoint batches per rank
     assert r0["checksum"] == pytest.approx(r1["checksum"], rel=1e-9, abs=1e-9)  # weights stay in sync
     assert _ckpt(run / "checkpoints" / "last.ckpt")["global_step"] == 3
+
+
+@pytest.mark.slow
+def test_cli_user_error_is_one_line_and_a_bug_keeps_its_traceback(small_processed: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    base = ["experiment=debug", "model=tiny", "logger=csv", *small_data_overrides(small_processed), f"hydra.run.dir={run}"]
+    proc = _run_cli([*base, "trainer.max_step=3"], tmp_path)  # a mistyped key: refused before Hydra runs
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == [("error: unknown config key trainer.max_step (did you mean "
+                                                "trainer.max_steps?): check its spelling (`--cfg job` prints the "
+                                                "config), or add a new key with +trainer.max_step=3")]
+    assert not run.exists()
+    # an exception that is not a UserError (here a callback that fails when training starts) keeps its traceback
+    (tmp_path / "buggy_callback.py").write_text(
+        "import lightning.pytorch as pl\n\n\nclass Buggy(pl.Callback):\n"
+        "    def on_train_start(self, trainer, pl_module):\n        raise RuntimeError('a bug, not a user error')\n")
+    proc = _run_cli([*base, "trainer.max_steps=1", "+callbacks.boom._target_=buggy_callback.Buggy"], tmp_path,
+                    {"PYTHONPATH": str(tmp_path) + os.pathsep + os.environ.get("PYTHONPATH", "")})
+    assert proc.returncode not in (0, 2) and "Traceback" in proc.stderr
+    assert "RuntimeError: a bug, not a user error" in proc.stderr
