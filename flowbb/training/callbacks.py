@@ -163,3 +163,39 @@ class SampleValidation(Callback):
                  seconds, step_dir)
         self.last_metrics = metrics
         return metrics
+
+
+class StepCostNote(Callback):
+    """Says once, after a few measured steps, what a training step costs on this machine and what
+    ``trainer.max_steps`` would take, and points to the CPU recipe (``experiment=cpu_small``). ``train()`` adds it when
+    a paper-size model trains on CPU.
+
+    Args:
+        num_params: parameters of the network (named in the note).
+        max_steps: ``trainer.max_steps`` (-1: unbounded, no total given).
+        warmup: steps not timed (the first ones pay for allocation and caches).
+        measure: steps timed after the warm-up.
+    """
+
+    def __init__(self, num_params: int, max_steps: int, warmup: int = 1, measure: int = 3) -> None:
+        self.num_params = num_params
+        self.max_steps = max_steps
+        self.warmup = warmup
+        self.measure = measure
+        self._seen = 0
+        self._t0: float | None = None
+        self.seconds_per_step: float | None = None
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        """Time ``measure`` steps after ``warmup`` and log the note once."""
+        self._seen += 1
+        if self._seen == self.warmup:
+            self._t0 = time.perf_counter()
+        elif self._t0 is not None and self.seconds_per_step is None and self._seen == self.warmup + self.measure:
+            self.seconds_per_step = (time.perf_counter() - self._t0) / self.measure
+            left = max(self.max_steps - trainer.global_step, 0) if self.max_steps > 0 else None
+            total = f"; the {left} steps left would take {left * self.seconds_per_step / 3600:.1f} h" if left else ""
+            log.warning("training a %.1fM-parameter model on CPU: %.1f s per step here%s. experiment=cpu_small is "
+                        "the recipe sized for a CPU (README, \"Learning benchmark\"); a GPU runs this one with "
+                        "trainer=auto or trainer=gpu", self.num_params / 1e6, self.seconds_per_step, total)

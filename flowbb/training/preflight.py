@@ -67,6 +67,27 @@ def _check_hardware(trainer_cfg: DictConfig) -> None:
                         f"trainer.devices={torch.cuda.device_count()} or trainer.devices=-1 (all)")
 
 
+def resolve_auto_trainer(cfg: DictConfig) -> str | None:
+    """``trainer=auto``: fill in ``trainer.accelerator`` / ``trainer.precision`` left at ``auto``, in place: one
+    CUDA GPU with ``bf16-mixed`` when available (``32-true`` on a GPU without bf16), else ``cpu`` with ``32-true``.
+
+    Returns:
+        A line saying what was chosen, or ``None`` when nothing was ``auto``.
+    """
+    import torch
+
+    trainer = cfg.trainer
+    if trainer.get("accelerator") != "auto" and trainer.get("precision") != "auto":
+        return None
+    cuda = torch.cuda.is_available() and trainer.get("accelerator") in ("auto", "gpu", "cuda")
+    if trainer.get("accelerator") == "auto":
+        trainer.accelerator = "gpu" if cuda else "cpu"
+    if trainer.get("precision") == "auto":
+        trainer.precision = "bf16-mixed" if cuda and torch.cuda.is_bf16_supported() else "32-true"
+    where = f"one CUDA GPU ({torch.cuda.get_device_name(0)})" if cuda else "CPU (no CUDA GPU found)"
+    return f"trainer=auto: {where}, precision {trainer.precision}"
+
+
 def check_launch(cfg: DictConfig) -> None:
     """Key types and hardware (see the module docstring), before anything is built or written.
 

@@ -21,15 +21,16 @@ from typing import Any
 import hydra
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.callbacks import Callback, ProgressBar
+from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ProgressBar
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from flowbb.errors import UserError, one_line
+from flowbb.training.callbacks import StepCostNote
 from flowbb.training.ema import EMA
 from flowbb.training.loggers import build_loggers, check_wandb
 from flowbb.training.module import FlowModule
-from flowbb.training.preflight import LAST_CKPT, check_launch, plan_resume
+from flowbb.training.preflight import LAST_CKPT, check_launch, plan_resume, resolve_auto_trainer
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,7 @@ def _write_resolved_config(cfg: DictConfig, run_dir: Path) -> None:
 
 
 HYDRA_SUBDIR = ".hydra"
+CPU_NOTE_MIN_PARAMS = 5_000_000  # on CPU, models at least this big get the step-cost note (paper-size presets)
 
 
 @rank_zero_only
@@ -113,6 +115,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     torch.set_flush_denormal(True)
     run_dir = Path(cfg.paths.run_dir)
     # Checks first: a refused launch changes nothing in the run folder (seeding already logs to train.log).
+    auto = resolve_auto_trainer(cfg)
     check_launch(cfg)
     check_wandb(cfg.get("logger"))
     datamodule = hydra.utils.instantiate(cfg.data, _convert_="all")
@@ -120,15 +123,22 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         datamodule.check_data()  # a missing processed set, or filters that leave no chain
     plan = plan_resume(cfg, run_dir)
     pl.seed_everything(int(cfg.seed), workers=True)
+    if auto:
+        log.info("%s", auto)
     _write_resolved_config(cfg, run_dir)
     _write_hydra_record(cfg, run_dir)
     resolved = OmegaConf.to_container(cfg, resolve=True)
 
     module = FlowModule(cfg)
     callbacks = build_callbacks(cfg.get("callbacks"))
+    num_params = sum(p.numel() for p in module.model.parameters())
+    if cfg.trainer.get("accelerator") == "cpu" and num_params >= CPU_NOTE_MIN_PARAMS:
+        callbacks.append(StepCostNote(num_params, int(cfg.trainer.get("max_steps", -1))))
     if not cfg.trainer.get("enable_progress_bar", True):  # trainer.enable_progress_bar=false silences callbacks' bar
         callbacks = [cb for cb in callbacks if not isinstance(cb, ProgressBar)]
     loggers = build_loggers(cfg.get("logger"), run_dir)
+    if not loggers:  # logger=none: Lightning's LR monitor refuses to run without a logger; nothing to log it to
+        callbacks = [cb for cb in callbacks if not isinstance(cb, LearningRateMonitor)]
     for logger in loggers:
         logger.log_hyperparams(resolved)
     trainer = _build_trainer(cfg, callbacks, loggers, run_dir)

@@ -130,3 +130,22 @@ def test_data_errors_before_the_model(small_processed: Path, tmp_path: Path) -> 
     with pytest.raises(DatasetError) as info:
         datamodule(small_processed, "data.filters.min_length=100000").check_data()
     assert "passes the filters" in str(info.value) and "loosen data.filters.min_length" in str(info.value)
+
+
+# -- item 5: trainer=auto ------------------------------------------------------------------------------------------
+
+
+def test_trainer_auto_is_the_default_and_picks_this_machine(tmp_path: Path) -> None:
+    from flowbb.training.preflight import resolve_auto_trainer
+
+    cfg = compose_train_config(tmp_path, BASE)
+    assert (cfg.trainer.accelerator, cfg.trainer.precision, cfg.trainer.devices) == ("auto", "auto", 1)
+    note = resolve_auto_trainer(cfg)
+    if torch.cuda.is_available():
+        assert cfg.trainer.accelerator == "gpu" and cfg.trainer.precision in ("bf16-mixed", "32-true")
+        assert "one CUDA GPU" in note
+    else:
+        assert (cfg.trainer.accelerator, cfg.trainer.precision) == ("cpu", "32-true")
+        assert note == "trainer=auto: CPU (no CUDA GPU found), precision 32-true"
+    explicit = compose_train_config(tmp_path, [*BASE, "trainer=cpu"])
+    assert resolve_auto_trainer(explicit) is None and explicit.trainer.accelerator == "cpu"

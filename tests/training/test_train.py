@@ -98,6 +98,26 @@ def test_nonfinite_loss_and_grads_skipped_and_counted(small_processed: Path, tmp
     assert restored.skipped == 2
 
 
+def test_step_cost_note_measures_real_steps(small_processed: Path, tmp_path: Path,
+                                            caplog: pytest.LogCaptureFixture) -> None:
+    """The CPU note of trainer=auto: measured seconds per step, the time max_steps would take, the CPU recipe."""
+    from flowbb.training.callbacks import StepCostNote
+
+    cfg = compose_train_config(tmp_path / "run", [*FAST, *small_data_overrides(small_processed)])
+    batches = _real_batches(cfg, 4)
+    module = FlowModule(cfg)
+    note = StepCostNote(num_params=17_000_000, max_steps=1000, warmup=1, measure=2)
+    trainer = pl.Trainer(accelerator="cpu", max_steps=4, max_epochs=1, logger=False, enable_progress_bar=False,
+                         enable_checkpointing=False, limit_val_batches=0, callbacks=[note],
+                         use_distributed_sampler=False)
+    with caplog.at_level("WARNING", logger="flowbb.training.callbacks"):
+        trainer.fit(module, train_dataloaders=torch.utils.data.DataLoader(batches, batch_size=None))
+    assert note.seconds_per_step is not None and note.seconds_per_step > 0
+    lines = [r.getMessage() for r in caplog.records if "on CPU" in r.getMessage()]
+    assert len(lines) == 1 and "17.0M-parameter model" in lines[0] and "experiment=cpu_small" in lines[0]
+    assert f"{note.seconds_per_step:.1f} s per step" in lines[0] and "steps left would take" in lines[0]
+
+
 def _run_cli(args: list[str], cwd: Path, env_extra: dict[str, str] | None = None, timeout: int = 600
              ) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
