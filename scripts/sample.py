@@ -2,7 +2,7 @@
 
     python scripts/sample.py ckpt_path=runs/NAME/checkpoints/last.ckpt lengths=[100,200,300] samples_per_length=8 \
         out_dir=samples/NAME [num_steps=100] [noise_scale=0] [seed=0] [save_traj=true] [overwrite=true] [device=cpu]
-        [trust_checkpoint=true]
+        [trust_checkpoint=true] [max_length=2000] [force=true] [estimate=false] [step_progress=auto|true|false]
 
 Keys and defaults: configs/sample.yaml. Output: out_dir/length_<L>/sample_<i>.pdb (N, CA, C, O; poly-GLY; chain A),
 with save_traj the x_t and clean-prediction trajectories (num_steps + 1 models each), out_dir/samples.csv (one row
@@ -21,6 +21,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 REPO = Path(__file__).resolve().parents[1]
+STEP_BAR_MIN_SECONDS = 10.0  # step_progress=auto: batches estimated at least this long get a per-step bar
 
 
 def run(cfg: DictConfig) -> int:
@@ -31,7 +32,8 @@ def run(cfg: DictConfig) -> int:
 
     from flowbb.errors import UserError
     from flowbb.training.checkpoint import load_checkpoint
-    from flowbb.training.sampling import SamplingSettings, check_lengths, generate
+    from flowbb.training.sample_cost import StepProgress, check_max_length, counting_model_fn, estimate_cost
+    from flowbb.training.sampling import SamplingSettings, check_lengths, generate, plan_batches
 
     console = Console(stderr=True, soft_wrap=True)  # no hard line breaks inside paths/messages
     if OmegaConf.is_missing(cfg, "ckpt_path") or not cfg.ckpt_path:
@@ -40,6 +42,7 @@ def run(cfg: DictConfig) -> int:
     try:
         raw = cfg.lengths
         lengths = check_lengths(list(raw) if OmegaConf.is_list(raw) else raw)
+        check_max_length(lengths, int(cfg.get("max_length", 2000)), bool(cfg.get("force", False)))
         settings = SamplingSettings(num_steps=cfg.num_steps, rot_rate=cfg.rot_rate, noise_scale=cfg.noise_scale,
                                     self_condition=cfg.self_condition, max_tokens=int(cfg.max_tokens),
                                     save_traj=bool(cfg.save_traj))
@@ -58,6 +61,22 @@ def run(cfg: DictConfig) -> int:
     console.print(f"sampling {len(lengths)} length(s) x {cfg.samples_per_length}: num_steps={resolved.num_steps} "
                   f"rot_rate={resolved.rot_rate} noise_scale={resolved.noise_scale} "
                   f"self_condition={resolved.self_condition} max_tokens={resolved.max_tokens} seed={cfg.seed}")
+    plan = plan_batches(lengths, int(cfg.samples_per_length), resolved.max_tokens)
+    batch_seconds = None
+    if cfg.get("estimate", True):
+        cost = estimate_cost(loaded.model, loaded.model_fn, loaded.flow_cfg, plan, resolved, loaded.device)
+        batch_seconds = cost.batch_seconds
+        console.print(cost.describe(loaded.device))
+    step_mode = str(cfg.get("step_progress", "auto")).lower()
+
+    def show_steps(i: int) -> bool:
+        if not cfg.progress or step_mode == "false":
+            return False
+        return step_mode == "true" or (batch_seconds is not None and batch_seconds[i] >= STEP_BAR_MIN_SECONDS)
+
+    steps = StepProgress(plan, resolved.num_steps + 1, show_steps,
+                         lambda n, desc: tqdm(total=n, desc=desc, unit="step", leave=False, dynamic_ncols=True))
+    model_fn = counting_model_fn(loaded.model_fn, steps)
     total = len(dict.fromkeys(lengths)) * int(cfg.samples_per_length)
     bar = tqdm(total=total, unit="backbone", disable=not cfg.progress, dynamic_ncols=True)
 
@@ -67,7 +86,7 @@ def run(cfg: DictConfig) -> int:
 
     t0 = time.perf_counter()
     try:
-        samples = generate(loaded.model_fn, loaded.flow_cfg, lengths, int(cfg.samples_per_length), out_dir,
+        samples = generate(model_fn, loaded.flow_cfg, lengths, int(cfg.samples_per_length), out_dir,
                            seed=int(cfg.seed), settings=settings, device=loaded.device,
                            checkpoint=str(loaded.path), weights=loaded.weights, overwrite=bool(cfg.overwrite),
                            on_batch=on_batch)
