@@ -1,6 +1,8 @@
 """LightningDataModule: processed store -> filters -> clusters -> train/val split -> length batches.
 
-Configured by ``configs/data/{pdb,demo}.yaml`` (instantiated through ``_target_``). With ``demo`` set, the
+Configured by ``configs/data/{pdb,demo,rna}.yaml`` (instantiated through ``_target_``). ``molecule`` chooses the
+chains of one molecule type from the store (protein | rna); ``split.holdout`` (regular expressions on
+``source_file``) moves matching chains to a test set that neither training nor validation sees. With ``demo`` set, the
 demo set is built on first use in :meth:`ProteinDataModule.prepare_data` (see :mod:`flowbb.data.demo`).
 Distributed training needs ``Trainer(use_distributed_sampler=False)``; ranks are read from the trainer.
 """
@@ -8,6 +10,7 @@ Distributed training needs ``Trainer(use_distributed_sampler=False)``; ranks are
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +22,7 @@ from flowbb.data.batcher import LengthBatchSampler
 from flowbb.data.clusters import compute_clusters
 from flowbb.data.dataset import ProteinChainDataset, collate
 from flowbb.data.filters import FilterConfig, filter_mask
-from flowbb.data.store import DatasetError, ProcessedStore, is_complete
+from flowbb.data.store import MOLECULES, DatasetError, ProcessedStore, is_complete
 
 log = logging.getLogger(__name__)
 
@@ -67,10 +70,12 @@ class ProteinDataModule(L.LightningDataModule):
         batcher: ``mode`` (length | time: one chain repeated per batch, training only), ``budget``
             (tokens | squared), ``max_tokens``, ``max_batch_size``, ``max_squared_res``.
         dataset: ``center``, ``drop_unmodeled``.
-        split: ``num_val_chains`` (whole clusters moved to validation), ``seed``.
+        split: ``num_val_chains`` (whole clusters moved to validation), ``seed``, ``holdout`` (regular expressions;
+            chains whose ``source_file`` matches one, ``re.search``, form the test set, before filters and clusters).
         loader: ``num_workers``, ``pin_memory``, ``persistent_workers``.
         seed: batcher seed (shared by all ranks).
         demo: None, or ``raw_dir``, ``sources``, ``num_workers``, ``min_length`` to build the demo set.
+        molecule: the molecule type of the chains used (``protein`` | ``rna``; a store may hold both).
     """
 
     def __init__(
@@ -84,8 +89,12 @@ class ProteinDataModule(L.LightningDataModule):
         loader: dict | None = None,
         seed: int = 0,
         demo: dict | None = None,
+        molecule: str = "protein",
     ) -> None:
         super().__init__()
+        if molecule not in MOLECULES:
+            raise DatasetError(f"data.molecule must be one of {list(MOLECULES)}, got {molecule!r}")
+        self.molecule = molecule
         self.processed_dir = Path(processed_dir)
         self.filter_cfg = FilterConfig.from_dict(_plain(filters))
         self.cluster_cfg = {
@@ -105,7 +114,7 @@ class ProteinDataModule(L.LightningDataModule):
             **(_plain(batcher) or {}),
         }
         self.dataset_cfg = {"center": True, "drop_unmodeled": True, **(_plain(dataset) or {})}
-        self.split_cfg = {"num_val_chains": 8, "seed": 0, **(_plain(split) or {})}
+        self.split_cfg = {"num_val_chains": 8, "seed": 0, "holdout": None, **(_plain(split) or {})}
         self.loader_cfg = {
             "num_workers": 0,
             "pin_memory": False,
@@ -116,6 +125,8 @@ class ProteinDataModule(L.LightningDataModule):
         self.demo_cfg = _plain(demo)
         self.train_dataset: ProteinChainDataset | None = None
         self.val_dataset: ProteinChainDataset | None = None
+        self.test_dataset: ProteinChainDataset | None = None
+        self.test_rows = np.zeros(0, dtype=np.int64)
         self.train_clusters: np.ndarray | None = None
         self.filter_counts: dict[str, int] = {}
 
@@ -133,16 +144,29 @@ class ProteinDataModule(L.LightningDataModule):
                 min_length=int(self.demo_cfg.get("min_length", 40)),
             )
 
+    def _held_out(self, metadata) -> np.ndarray:
+        """bool [R]: chains of the test set (``split.holdout`` patterns on ``source_file``)."""
+        patterns = [re.compile(p) for p in (self.split_cfg.get("holdout") or [])]
+        files = metadata["source_file"].astype(str)
+        return np.array([any(p.search(f) for p in patterns) for f in files], dtype=bool)
+
     def _filtered(self) -> tuple[ProcessedStore, np.ndarray]:
-        """The store and the rows that pass the filters.
+        """The store and the rows of ``molecule`` that pass the filters and are not held out.
 
         Raises:
             DatasetNotFoundError: ``processed_dir`` is not a complete processed dataset.
             DatasetError: no chain passes the filters.
         """
         store = ProcessedStore(self.processed_dir)
+        of_type = (store.metadata["molecule"] == self.molecule).to_numpy()
+        if not of_type.any():
+            found = sorted(set(store.metadata["molecule"]))
+            raise DatasetError(f"{self.processed_dir} holds no {self.molecule} chain (molecule types: {found}): "
+                               f"preprocess {self.molecule} structure files into it, or set data.molecule")
         keep, self.filter_counts = filter_mask(store.metadata, self.filter_cfg)
-        rows = np.nonzero(keep)[0]
+        held_out = self._held_out(store.metadata)
+        self.test_rows = np.nonzero(keep & of_type & held_out)[0]
+        rows = np.nonzero(keep & of_type & ~held_out)[0]
         if len(rows) == 0:
             removed = {k: v for k, v in self.filter_counts.items() if v}
             worst = max(removed, key=removed.get) if removed else "min_length"
@@ -186,15 +210,19 @@ class ProteinDataModule(L.LightningDataModule):
         }
         self.train_dataset = ProteinChainDataset(store, rows[train_pos], **ds_kwargs)
         self.val_dataset = ProteinChainDataset(store, rows[val_pos], **ds_kwargs)
+        self.test_dataset = ProteinChainDataset(store, self.test_rows, **ds_kwargs)
         self.train_clusters = clusters[train_pos] if cfg.get("enabled", True) else None
         log.info(
-            "data: %d chains in store, %d pass filters (removed per filter: %s), %d clusters; train %d, val %d",
+            "data: %d chains in store, %d %s chains pass filters (removed per filter: %s), %d clusters; train %d, "
+            "val %d, test (held out) %d",
             len(meta),
             len(rows),
+            self.molecule,
             self.filter_counts,
             len(np.unique(clusters)),
             len(train_pos),
             len(val_pos),
+            len(self.test_rows),
         )
 
     # ------------------------------------------------------------ loaders
@@ -249,6 +277,11 @@ class ProteinDataModule(L.LightningDataModule):
     def val_dataloader(self) -> torch.utils.data.DataLoader:
         self.setup("validate")
         return self._loader(self.val_dataset, self.batch_sampler(self.val_dataset, None, False))
+
+    def test_dataloader(self) -> torch.utils.data.DataLoader:
+        """The held-out chains (``split.holdout``), every chain once, batched by length."""
+        self.setup("test")
+        return self._loader(self.test_dataset, self.batch_sampler(self.test_dataset, None, False))
 
     def val_lengths(self) -> list[int]:
         """Lengths of the validation chains (e.g. for validation by sampling)."""

@@ -5,7 +5,10 @@ Pipeline (:func:`preprocess`):
 1. walk ``raw_dir`` (recursively, sorted, hidden entries and ``out_dir`` skipped); every file is either a
    structure file (by extension, see :func:`flowbb.data.structure_io.split_format`) or *ignored*;
 2. process the structure files in a process pool (largest first): parse, keep protein chains with at least
-   ``min_length`` modeled residues, compute DSSP fractions, radius of gyration, chain breaks, and write one
+   ``min_length`` modeled residues and RNA chains with at least ``min_length`` nucleotides with a frame (C4', O4',
+   C3'; bad or partial nucleotides are kept with their atoms masked and logged as ``NUCLEOTIDES`` lines), record
+   each chain's ``molecule`` (:mod:`flowbb.data.chain_records`), compute DSSP fractions (proteins), radius of
+   gyration, chain breaks, and write one
    **shard** per source file, ``out_dir/shards/<h[:2]>/<h>.npz`` with ``h = sha1(relative path)``, through a
    temporary file and an atomic rename. Unusable files get a shard too, holding the reason;
 3. consolidate (:mod:`flowbb.data.shards`): read the shards of the current files in source-path order and
@@ -40,15 +43,17 @@ from typing import Any
 import numpy as np
 
 from flowbb.data import preprocess_checks as checks
+from flowbb.data.chain_records import protein_records, rna_records
+from flowbb.data.nucleic import NO_RNA, read_rna_chains
 from flowbb.data.preprocess_checks import PreprocessError
-from flowbb.data.secondary_structure import assign_dssp, ss_fractions
 from flowbb.data.shards import IGNORED, concat_arrays, consolidate, read_shard_meta, shard_path, write_shard
-from flowbb.data.structure_io import StructureReadError, is_structure_file, read_chains
+from flowbb.data.structure_io import NO_PROTEIN, StructureReadError, is_structure_file, read_chains
 
 log = logging.getLogger("flowbb.preprocess")
 
-SHARD_VERSION = 1  # bump when the records produced for a file change: old shards are then redone
+SHARD_VERSION = 2  # bump when the records produced for a file change: old shards are then redone (2: RNA chains)
 TOO_SHORT = "no chain with min_length modeled residues"
+UNEXPECTED = "unexpected error"
 
 
 class PreprocessInterrupted(KeyboardInterrupt):
@@ -98,91 +103,61 @@ def list_input_files(raw_dir: Path, exclude: Path | None = None) -> list[str]:
 
 
 # ---------------------------------------------------------------- one file
-def radius_of_gyration(ca, mask) -> float:
-    """CA radius of gyration (A) over residues with a CA; ca [L, 3], mask [L] bool."""
-    points = np.asarray(ca, dtype=np.float64)[np.asarray(mask, dtype=bool)]
-    if len(points) == 0:
-        return float("nan")
-    return float(np.sqrt(((points - points.mean(axis=0)) ** 2).sum(axis=1).mean()))
+def _read(reader, path: Path) -> tuple[Any, StructureReadError | None]:
+    """``reader(path)``, or (None, the reason it failed); an unexpected exception becomes a reason too."""
+    try:
+        return reader(path), None
+    except StructureReadError as exc:
+        return None, exc
+    except Exception as exc:  # noqa: BLE001 -- one bad file must not stop the run; the reason is logged
+        return None, StructureReadError(path, UNEXPECTED, f"{type(exc).__name__}: {exc}"[:300])
 
 
 def process_file(
     raw_dir: Path, rel_path: str, params: PreprocessParams
 ) -> tuple[dict, dict[str, np.ndarray]]:
-    """Parse one file into chain records + concatenated per-residue arrays.
+    """Parse one file into chain records + concatenated per-residue arrays, protein and RNA chains.
 
     Returns:
         (meta, arrays): meta has ``status`` ('ok' | 'skipped'), ``reason``, ``detail``, ``chains`` (list of
-        per-chain record dicts) and ``num_short_chains``; arrays as in :data:`flowbb.data.store.ARRAYS`
-        with the chains' residues concatenated in record order.
+        per-chain record dicts, proteins first, each with its ``molecule``), ``num_short_chains`` and ``notes``
+        (bad or partial nucleotides, for the log); arrays: for every molecule type of
+        :data:`flowbb.data.store.LAYOUTS` its arrays (file stems as keys) with the chains' residues concatenated
+        in record order. A file is skipped when it yields no chain of either type: with the protein reader's
+        reason, unless the RNA reader found RNA the protein reader did not.
     """
     path = raw_dir / rel_path
-    meta: dict = {
-        "source_file": rel_path,
-        "status": "ok",
-        "reason": "",
-        "detail": "",
-        "chains": [],
-        "num_short_chains": 0,
-    }
-    parts: list[dict[str, np.ndarray]] = []
-    try:
-        parsed = read_chains(path)
-    except StructureReadError as exc:
-        meta.update(status="skipped", reason=exc.reason, detail=exc.detail)
-        return meta, concat_arrays(parts)
-    except Exception as exc:  # noqa: BLE001 -- one bad file must not stop the run; the reason is logged
-        meta.update(status="skipped", reason="unexpected error", detail=f"{type(exc).__name__}: {exc}"[:300])
-        return meta, concat_arrays(parts)
-    for chain in parsed.chains:
-        modeled = chain.modeled_length
-        if modeled < params.min_length:
-            meta["num_short_chains"] += 1
-            continue
-        res_mask = chain.res_mask
-        ss = assign_dssp(chain.atoms, chain.atom_mask, chain.sequence, method=params.dssp_method)
-        fractions = ss_fractions(ss, res_mask)
-        has_ins = bool((chain.insertion_codes != "").any())
-        meta["chains"].append(
-            {
-                "chain_id": chain.chain_id,
-                "source_file": rel_path,
-                "pdb_id": parsed.pdb_id,
-                "entity_id": chain.entity_id,
-                "length": chain.length,
-                "modeled_length": modeled,
-                "sequence": chain.sequence,
-                "resolution": parsed.resolution,
-                "method": parsed.method,
-                "deposition_date": parsed.deposition_date,
-                "oligomeric_detail": parsed.oligomeric_detail,
-                "num_chains_in_file": parsed.num_protein_chains,
-                **fractions,
-                "secondary_structure": ss,
-                "radius_of_gyration": radius_of_gyration(chain.atoms[:, 1], chain.atom_mask[:, 1]),
-                "num_chain_breaks": chain.chain_breaks,
-                "first_residue_number": int(chain.residue_numbers[0]),
-                "last_residue_number": int(chain.residue_numbers[-1]),
-                "has_insertion_codes": has_ins,
-            }
-        )
-        parts.append(
-            {
-                "atoms": chain.atoms.astype(np.float32),
-                "atom_mask": chain.atom_mask.astype(bool),
-                "residue_numbers": chain.residue_numbers.astype(np.int32),
-                "insertion_codes": np.char.encode(chain.insertion_codes.astype(str), "ascii").astype("S1"),
-                "residue_index": chain.residue_index.astype(np.int32),
-            }
-        )
-    if not meta["chains"]:
-        meta.update(
-            status="skipped",
-            reason=TOO_SHORT,
-            detail=f"{len(parsed.chains)} protein chain(s), longest "
-            f"{max(c.modeled_length for c in parsed.chains)} modeled residues",
-        )
-    return meta, concat_arrays(parts)
+    meta: dict = {"source_file": rel_path, "status": "ok", "reason": "", "detail": "", "chains": [],
+                  "num_short_chains": 0, "notes": []}
+    parsed, protein_error = _read(read_chains, path)
+    rna_chains, rna_error = _read(read_rna_chains, path)
+    arrays: dict[str, np.ndarray] = {}
+    protein_parts: list[dict[str, np.ndarray]] = []
+    rna_parts: list[dict[str, np.ndarray]] = []
+    if parsed is not None:
+        records, protein_parts, short = protein_records(parsed, rel_path, params.min_length, params.dssp_method)
+        meta["chains"] += records
+        meta["num_short_chains"] += short
+    if rna_chains is not None:
+        records, rna_parts, short, notes = rna_records(rna_chains, rel_path, params.min_length, parsed)
+        meta["chains"] += records
+        meta["num_short_chains"] += short
+        meta["notes"] = notes
+    arrays.update(concat_arrays(protein_parts, "protein"))
+    arrays.update(concat_arrays(rna_parts, "rna"))
+    if meta["chains"]:
+        return meta, arrays
+    if parsed is None and rna_chains is None:
+        error = protein_error if rna_error.reason == NO_RNA or protein_error.reason != NO_PROTEIN else rna_error
+        meta.update(status="skipped", reason=error.reason, detail=error.detail)
+        return meta, arrays
+    lengths = [c.modeled_length for c in (parsed.chains if parsed else [])]
+    lengths += [int(c.res_mask.sum()) for c in (rna_chains or [])]
+    kinds = [f"{len(parsed.chains)} protein chain(s)"] if parsed else []
+    kinds += [f"{len(rna_chains)} RNA chain(s)"] if rna_chains else []
+    meta.update(status="skipped", reason=TOO_SHORT,
+                detail=f"{', '.join(kinds)}, longest {max(lengths)} modeled residues")
+    return meta, arrays
 
 
 def _fingerprint(raw_dir: Path, rel_path: str, params: PreprocessParams) -> dict:
@@ -212,12 +187,12 @@ def _init_worker(raw_dir: str, out_dir: str, params: PreprocessParams, ignore_si
     _WORKER.update(raw_dir=Path(raw_dir), out_dir=Path(out_dir), params=params)
 
 
-def _work(rel_path: str) -> tuple[str, str, str, int]:
+def _work(rel_path: str) -> tuple[str, str, str, int, list[str]]:
     raw_dir, out_dir, params = _WORKER["raw_dir"], _WORKER["out_dir"], _WORKER["params"]
     meta, arrays = process_file(raw_dir, rel_path, params)
     meta["fingerprint"] = _fingerprint(raw_dir, rel_path, params)
     write_shard(shard_path(out_dir, rel_path), meta, arrays)
-    return rel_path, meta["status"], meta["reason"], len(meta["chains"])
+    return rel_path, meta["status"], meta["reason"], len(meta["chains"]), meta.get("notes", [])
 
 
 # ---------------------------------------------------------------- driver
@@ -246,7 +221,8 @@ def preprocess(
         raw_dir: input folder (read only).
         out_dir: output folder (created); may hold the shards of an earlier, interrupted run.
         num_workers: worker processes (0 or 1: in this process).
-        min_length: minimal number of modeled residues (N, CA, C present) for a chain to become a record.
+        min_length: minimal number of modeled residues (N, CA, C present; RNA: C4', O4', C3') for a chain to
+            become a record.
         dssp_method: "flowbb" or "pydssp" (see :func:`flowbb.data.secondary_structure.assign_dssp`).
         progress: show a progress bar.
         chunksize: files per task sent to a worker.
@@ -318,14 +294,16 @@ def preprocess(
         handler.close()
 
 
-def _log_result(raw_dir: Path, rel: str, status: str, reason: str, n_chains: int) -> None:
+def _log_result(raw_dir: Path, rel: str, status: str, reason: str, n_chains: int, notes: list[str]) -> None:
     if status == "skipped":
         log.info("SKIPPED %s: %s", raw_dir / rel, reason)
     else:
         log.info("OK %s: %d chain(s)", raw_dir / rel, n_chains)
+    for note in notes:  # bad or partial nucleotides: kept (atoms masked), not fatal
+        log.info("NUCLEOTIDES %s: %s", raw_dir / rel, note)
 
 
-def _work_many(rel_paths: list[str]) -> list[tuple[str, str, str, int]]:
+def _work_many(rel_paths: list[str]) -> list[tuple[str, str, str, int, list[str]]]:
     return [_work(rel) for rel in rel_paths]
 
 
@@ -431,6 +409,7 @@ def format_summary(summary: dict) -> str:
     rows += [(f"  skipped: {reason}", count) for reason, count in summary["skipped_by_reason"].items()]
     rows += [
         ("chains kept", summary["chains_kept"]),
+        *((f"  {m}", n) for m, n in summary.get("chains_by_molecule", {}).items()),
         ("  of 60-512 modeled residues", summary["chains_60_512"]),
         ("short chains dropped", summary["short_chains_dropped"]),
         ("residues stored", summary["residues"]),

@@ -30,11 +30,14 @@ def shard_path(out_dir: Path, rel_path: str) -> Path:
     return out_dir / "shards" / digest[:2] / f"{digest}.npz"
 
 
-def concat_arrays(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    """The per-chain arrays of one file concatenated along residues (empty arrays of the store's dtypes when none)."""
+def concat_arrays(parts: list[dict[str, np.ndarray]], molecule: str = "protein") -> dict[str, np.ndarray]:
+    """The per-chain arrays of one file and molecule type concatenated along residues (empty arrays of the store's
+    dtypes when none), keyed by the store's file stems (``atoms``, ..., ``rna_atoms``, ...)."""
+    layout = store_mod.LAYOUTS[molecule]
     out = {}
-    for name, (dtype, shape) in store_mod.ARRAYS.items():
-        out[name] = np.concatenate([p[name] for p in parts]) if parts else np.zeros((0, *shape), dtype=dtype)
+    for name, (dtype, shape) in layout.arrays.items():
+        value = np.concatenate([p[name] for p in parts]) if parts else np.zeros((0, *shape), dtype=dtype)
+        out[layout.prefix + name] = value
     return out
 
 
@@ -79,6 +82,7 @@ METADATA_COLUMNS = [
     "first_residue_number",
     "last_residue_number",
     "has_insertion_codes",
+    "molecule",
 ]
 
 
@@ -97,21 +101,24 @@ def consolidate(out_dir: Path, structure_files: list[str], ignored_files: list[s
             raise PreprocessError(f"shard of {rel_path} is missing or unreadable; re-run preprocessing")
         metas.append(meta)
     records = []
-    offset = 0
+    offsets = dict.fromkeys(store_mod.LAYOUTS, 0)  # each molecule type has its own arrays
     for meta in metas:
         for chain in meta["chains"]:
-            records.append({**chain, "offset": offset})
-            offset += chain["length"]
-    writer = store_mod.ArrayWriter(out_dir, offset)
-    position = 0
-    for rel_path, meta in zip(structure_files, metas):
-        if not meta["chains"]:
-            continue
-        with np.load(shard_path(out_dir, rel_path)) as data:
-            arrays = {name: data[name] for name in store_mod.ARRAYS}
-        writer.write(position, arrays)
-        position += len(arrays["atoms"])
-    writer.commit()
+            molecule = chain.get("molecule", store_mod.DEFAULT_MOLECULE)
+            records.append({**chain, "molecule": molecule, "offset": offsets[molecule]})
+            offsets[molecule] += chain["length"]
+    for molecule, layout in store_mod.LAYOUTS.items():
+        writer = store_mod.ArrayWriter(out_dir, offsets[molecule], molecule)
+        position = 0
+        for rel_path, meta in zip(structure_files, metas):
+            if not any(c.get("molecule", store_mod.DEFAULT_MOLECULE) == molecule for c in meta["chains"]):
+                continue
+            with np.load(shard_path(out_dir, rel_path)) as data:
+                arrays = {name: data[layout.prefix + name] for name in layout.arrays}
+            writer.write(position, arrays)
+            position += len(arrays["atoms"])
+        writer.commit()
+    offset = sum(offsets.values())
 
     frame = pd.DataFrame.from_records(records, columns=METADATA_COLUMNS + ["offset"])
     frame.insert(0, "row", np.arange(len(frame), dtype=np.int64))
@@ -128,7 +135,7 @@ def consolidate(out_dir: Path, structure_files: list[str], ignored_files: list[s
     for column in ("resolution", "helix_frac", "strand_frac", "coil_frac", "radius_of_gyration"):
         frame[column] = frame[column].astype(np.float64)
     frame["has_insertion_codes"] = frame["has_insertion_codes"].astype(bool)
-    for column in ("pdb_id", "entity_id", "method", "deposition_date", "oligomeric_detail"):
+    for column in ("pdb_id", "entity_id", "method", "deposition_date", "oligomeric_detail", "molecule"):
         frame[column] = frame[column].astype(object)
     tmp = out_dir / f".{store_mod.METADATA}.tmp"
     frame.to_parquet(tmp, index=False)
@@ -146,7 +153,8 @@ def consolidate(out_dir: Path, structure_files: list[str], ignored_files: list[s
     os.replace(tmp, out_dir / store_mod.METADATA)
 
     reasons = Counter(m["reason"] for m in metas if m["status"] == "skipped")
-    lengths = frame["modeled_length"].to_numpy()
+    protein = (frame["molecule"] == "protein").to_numpy()
+    lengths = frame["modeled_length"].to_numpy()[protein]
     return {
         "files_total": len(structure_files) + len(ignored_files),
         "structure_files": len(structure_files),
@@ -155,6 +163,7 @@ def consolidate(out_dir: Path, structure_files: list[str], ignored_files: list[s
         "files_skipped": sum(reasons.values()),
         "skipped_by_reason": dict(sorted(reasons.items())),
         "chains_kept": len(frame),
+        "chains_by_molecule": {m: int((frame["molecule"] == m).sum()) for m in store_mod.LAYOUTS},
         "chains_60_512": int(((lengths >= 60) & (lengths <= 512)).sum()),
         "short_chains_dropped": sum(m["num_short_chains"] for m in metas),
         "residues": int(offset),

@@ -2,54 +2,103 @@
 
 Layout of a processed folder::
 
-    metadata.parquet      one row per chain; ``offset``/``length`` locate its residues in the arrays below
-    atoms.npy             float32 [N, 4, 3]  N, CA, C, O in A (0 where missing), all chains concatenated
+    metadata.parquet      one row per chain; ``molecule`` (protein | rna) names its arrays, ``offset``/``length``
+                          locate its residues in them
+    atoms.npy             float32 [N, 4, 3]  protein: N, CA, C, O in A (0 where missing), chains concatenated
     atom_mask.npy         bool    [N, 4]
     residue_numbers.npy   int32   [N]       author residue numbers
     insertion_codes.npy   S1      [N]       insertion codes (b'' when none)
     residue_index.npy     int32   [N]       0-based, strictly increasing, gaps at missing residues / breaks
+    rna_atoms.npy         float32 [M, 12, 3] RNA: the 12 atoms of flowbb.data.nucleic.RNA_ATOMS
+    rna_atom_mask.npy     bool    [M, 12]
+    rna_residue_numbers.npy, rna_insertion_codes.npy, rna_residue_index.npy   as above, per nucleotide
 
+Each molecule type has its own arrays (:data:`LAYOUTS`: a file-name prefix and the atoms per residue), so protein
+arrays are exactly what they were before RNA existed; a folder written before the ``molecule`` column existed
+reads as protein only (no ``rna_*`` files needed). In both layouts the frame atoms come first (protein N, CA, C;
+RNA C4', O4', C3'): a residue has a frame when its first three atoms are present.
 The arrays are opened memory-mapped, so reading one chain touches only its own bytes.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from flowbb.data.nucleic import RNA_ATOMS
+from flowbb.data.residues import BACKBONE_ATOMS
 from flowbb.errors import UserError
 
 METADATA = "metadata.parquet"
-ARRAYS: dict[str, tuple[str, tuple[int, ...]]] = {
-    "atoms": ("float32", (4, 3)),
-    "atom_mask": ("bool", (4,)),
-    "residue_numbers": ("int32", ()),
-    "insertion_codes": ("S1", ()),
-    "residue_index": ("int32", ()),
+#: the molecule type of chains in folders written before the ``molecule`` column existed
+DEFAULT_MOLECULE = "protein"
+
+
+@dataclass(frozen=True)
+class AtomLayout:
+    """How one molecule type's residues are stored.
+
+    Attributes:
+        prefix: file-name prefix of its arrays ('' for protein: the files of stores written before RNA).
+        atom_names: atoms per residue, frame atoms first.
+        origin: index of the frame-origin atom (CA, C4'): chains are centred on these atoms' centroid.
+    """
+
+    prefix: str
+    atom_names: tuple[str, ...]
+    origin: int
+
+    @property
+    def arrays(self) -> dict[str, tuple[str, tuple[int, ...]]]:
+        """Array name -> (dtype, shape per residue)."""
+        a = len(self.atom_names)
+        return {
+            "atoms": ("float32", (a, 3)),
+            "atom_mask": ("bool", (a,)),
+            "residue_numbers": ("int32", ()),
+            "insertion_codes": ("S1", ()),
+            "residue_index": ("int32", ()),
+        }
+
+    def file(self, name: str) -> str:
+        """File name of array ``name``."""
+        return f"{self.prefix}{name}.npy"
+
+
+LAYOUTS: dict[str, AtomLayout] = {
+    "protein": AtomLayout("", tuple(BACKBONE_ATOMS), origin=1),
+    "rna": AtomLayout("rna_", tuple(RNA_ATOMS), origin=0),
 }
+MOLECULES = tuple(LAYOUTS)
+#: the protein arrays (the layout of every store)
+ARRAYS: dict[str, tuple[str, tuple[int, ...]]] = LAYOUTS["protein"].arrays
 
 
 def is_complete(out_dir: str | Path) -> bool:
-    """True when ``out_dir`` holds a finished store (metadata and every array)."""
+    """True when ``out_dir`` holds a finished store (metadata and every protein array; the ``rna_*`` arrays are
+    written beside them by every run that knows RNA and are checked when a chain needs them)."""
     out_dir = Path(out_dir)
     return (out_dir / METADATA).is_file() and all((out_dir / f"{name}.npy").is_file() for name in ARRAYS)
 
 
 class ArrayWriter:
-    """Writes the per-residue arrays of a store of ``total`` residues, then publishes them atomically.
+    """Writes the per-residue arrays of one molecule type (``total`` residues), then publishes them atomically.
 
     Arrays are filled through memory maps of temporary files; :meth:`commit` renames them into place.
     """
 
-    def __init__(self, out_dir: str | Path, total: int) -> None:
+    def __init__(self, out_dir: str | Path, total: int, molecule: str = DEFAULT_MOLECULE) -> None:
         self.out_dir = Path(out_dir)
         self.total = total
-        self._tmp = {name: self.out_dir / f".{name}.npy.tmp" for name in ARRAYS}
+        self.layout = LAYOUTS[molecule]
+        spec = self.layout.arrays
+        self._tmp = {name: self.out_dir / f".{self.layout.file(name)}.tmp" for name in spec}
         self.arrays = {
             name: np.lib.format.open_memmap(self._tmp[name], mode="w+", dtype=dtype, shape=(total, *shape))
-            for name, (dtype, shape) in ARRAYS.items()
+            for name, (dtype, shape) in spec.items()
         }
 
     def write(self, offset: int, values: dict[str, np.ndarray]) -> None:
@@ -64,7 +113,7 @@ class ArrayWriter:
             del array
         self.arrays = {}
         for name, tmp in self._tmp.items():
-            os.replace(tmp, self.out_dir / f"{name}.npy")
+            os.replace(tmp, self.out_dir / self.layout.file(name))
 
 
 class DatasetError(UserError, ValueError):
@@ -103,16 +152,40 @@ class ProcessedStore:
         if not is_complete(self.root):
             raise DatasetNotFoundError(not_a_dataset_message(self.root))
         self.metadata = pd.read_parquet(self.root / METADATA)
-        self._arrays = {name: np.load(self.root / f"{name}.npy", mmap_mode="r") for name in ARRAYS}
+        if "molecule" not in self.metadata.columns:  # written before RNA: proteins only
+            self.metadata["molecule"] = DEFAULT_MOLECULE
+        unknown = sorted(set(self.metadata["molecule"]) - set(LAYOUTS))
+        if unknown:
+            raise DatasetError(f"{self.root / METADATA} names molecule types {unknown} this flowbb does not know "
+                               f"(known: {list(LAYOUTS)}): update flowbb or preprocess the raw files again")
+        self._arrays: dict[str, dict[str, np.ndarray]] = {}
         self._offset = self.metadata["offset"].to_numpy(np.int64)
         self._length = self.metadata["length"].to_numpy(np.int64)
+        self._molecule = self.metadata["molecule"].to_numpy(object)
 
     def __len__(self) -> int:
         return len(self.metadata)
 
+    def _molecule_arrays(self, molecule: str) -> dict[str, np.ndarray]:
+        """The memory-mapped arrays of one molecule type (opened on first use)."""
+        if molecule not in self._arrays:
+            layout = LAYOUTS[molecule]
+            missing = [layout.file(n) for n in layout.arrays if not (self.root / layout.file(n)).is_file()]
+            if missing:
+                raise DatasetNotFoundError(f"processed dataset {self.root} has {molecule} chains but no "
+                                           f"{', '.join(missing)}: preprocess the raw files again")
+            self._arrays[molecule] = {n: np.load(self.root / layout.file(n), mmap_mode="r") for n in layout.arrays}
+        return self._arrays[molecule]
+
+    def molecule(self, row: int) -> str:
+        """Molecule type of chain ``row`` ('protein' or 'rna')."""
+        return str(self._molecule[row])
+
     def chain(self, row: int) -> dict[str, np.ndarray]:
-        """Arrays of one chain (copies): atoms [L,4,3] float32, atom_mask [L,4] bool, residue_numbers [L],
-        insertion_codes [L] (S1), residue_index [L]."""
+        """Arrays of one chain (copies): atoms [L, A, 3] float32, atom_mask [L, A] bool, residue_numbers [L],
+        insertion_codes [L] (S1), residue_index [L]; A = 4 (N, CA, C, O) for protein, 12 for RNA
+        (:data:`LAYOUTS`)."""
         start = int(self._offset[row])
         stop = start + int(self._length[row])
-        return {name: np.array(array[start:stop]) for name, array in self._arrays.items()}
+        arrays = self._molecule_arrays(self.molecule(row))
+        return {name: np.array(array[start:stop]) for name, array in arrays.items()}

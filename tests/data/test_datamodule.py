@@ -137,7 +137,8 @@ def test_datamodule_from_hydra_style_config(small_store):
     for batch in loader:
         b, n = batch["res_mask"].shape
         assert b * n <= 2048 and b <= 8
-        assert set(batch) == {"atoms", "atom_mask", "res_mask", "residue_index", "lengths", "row"}
+        assert set(batch) == {"atoms", "atom_mask", "res_mask", "residue_index", "lengths", "row", "molecule"}
+        assert (batch["molecule"] == 0).all()  # protein
         seen.extend(batch["row"].tolist())
     train_rows = set(dm.train_dataset.rows.tolist())
     assert set(seen) <= train_rows and len(seen) == len(set(seen))
