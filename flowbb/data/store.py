@@ -31,6 +31,7 @@ import numpy as np
 from flowbb.data.nucleic import RNA_ATOMS
 from flowbb.data.residues import BACKBONE_ATOMS
 from flowbb.errors import UserError
+from flowbb.molecules import MOLECULE_NAMES
 
 METADATA = "metadata.parquet"
 #: the molecule type of chains in folders written before the ``molecule`` column existed
@@ -72,7 +73,8 @@ LAYOUTS: dict[str, AtomLayout] = {
     "protein": AtomLayout("", tuple(BACKBONE_ATOMS), origin=1),
     "rna": AtomLayout("rna_", tuple(RNA_ATOMS), origin=0),
 }
-MOLECULES = tuple(LAYOUTS)
+#: molecule type names in code order (flowbb.molecules is their home)
+MOLECULES = MOLECULE_NAMES
 #: the protein arrays (the layout of every store)
 ARRAYS: dict[str, tuple[str, tuple[int, ...]]] = LAYOUTS["protein"].arrays
 

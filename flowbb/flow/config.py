@@ -45,6 +45,7 @@ class FlowConfig:
         length_scale: Å -> loss units for translations and atoms (0.1: nm, as FrameFlow/FoldFlow).
         loss_t_clip: errors are divided by 1 - min(t, loss_t_clip).
         loss_trans_weight, loss_rot_weight, loss_bb_atom_weight, loss_pair_dist_weight: term weights.
+        loss_torsion_weight: weight of the torsion (sin, cos) L2 term of molecule types that have one (RNA).
         aux_t_threshold: backbone-atom and pair-distance terms only for samples with t > this.
         pair_dist_k: neighbours per residue (kNN on the true CA) for the pair-distance loss.
         knn_chunk_size: query chunk of the neighbour search (memory O(chunk * L)).
@@ -73,6 +74,7 @@ class FlowConfig:
     loss_rot_weight: float = 1.0
     loss_bb_atom_weight: float = 0.25
     loss_pair_dist_weight: float = 0.25
+    loss_torsion_weight: float = 1.0
     aux_t_threshold: float = 0.75
     pair_dist_k: int = 10
     knn_chunk_size: int = 1024
@@ -106,6 +108,7 @@ class FlowConfig:
             "loss_rot_weight",
             "loss_bb_atom_weight",
             "loss_pair_dist_weight",
+            "loss_torsion_weight",
             "sample_noise_scale",
         ):
             if getattr(self, name) < 0:

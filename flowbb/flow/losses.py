@@ -6,19 +6,23 @@ All terms are computed per sample, then averaged over the batch. Lengths enter i
 - ``trans``: mean over valid residues and coordinates of ``((x1 - x1_hat) * s / n_t)^2``.
 - ``rot``: mean of ``((log(R_t^T R_1) - log(R_t^T R1_hat)) / n_t)^2``, the rotation vector-field error
   (both fields without their common 1/(1 - t) factor, as FrameFlow).
-- ``bb_atom``: ideal backbone atoms of the prediction (``backbone_from_frames`` with ``pred_psi``) against
-  those of the truth (true frames, true psi); O atoms only where psi is defined. Only for samples with
-  t > ``aux_t_threshold`` (zero otherwise).
+- ``bb_atom``: the molecule type's loss atoms (:meth:`flowbb.molecules.base.Molecule.loss_atoms`; protein: ideal
+  N, CA, C, O from frames + psi, O only where psi is defined; RNA: the frame atoms C4', O4', C3') of the
+  prediction against those of the truth. Only for samples with t > ``aux_t_threshold`` (zero otherwise).
 - ``pair_dist``: for each residue i and each of its ``pair_dist_k`` nearest neighbours j in the TRUE structure
-  (kNN on true CA), the 4 x 4 backbone-atom distances |a_i - b_j| of prediction vs truth. Only for
+  (kNN on the true frame origins), the K x K loss-atom distances |a_i - b_j| of prediction vs truth. Only for
   t > ``aux_t_threshold``. Memory and time O(B L k).
-- ``total``: the weighted sum of the four terms.
+- the molecule type's further terms (:meth:`~flowbb.molecules.base.Molecule.extra_losses`; RNA: ``torsion``,
+  the L2 error of the torsions' (sin, cos), weight ``loss_torsion_weight``), only for t > ``aux_t_threshold``.
+- ``total``: the weighted sum of the terms.
 
-Inputs follow the FlowModel contract: ``batch`` holds ``rots_1 [B, L, 3, 3]``, ``trans_1 [B, L, 3]`` (Å),
-``res_mask [B, L]``, ``t [B]``, ``rots_t [B, L, 3, 3]``, and either ``psi_1 [B, L]`` + ``psi_mask [B, L]`` or
-``atoms [B, L, 4, 3]`` (then psi comes from :func:`flowbb.geometry.backbone.psi_from_backbone`, using
-``residue_index`` when present); ``model_out`` holds ``pred_rots``, ``pred_trans`` (Å), ``pred_psi``
-(radians).
+The molecule type is the batch's (``batch["molecule"]`` codes, :func:`flowbb.molecules.molecule_of`; protein
+without them). Inputs follow the FlowModel contract: ``batch`` holds ``rots_1 [B, L, 3, 3]``, ``trans_1 [B, L, 3]``
+(Å), ``res_mask [B, L]``, ``t [B]``, ``rots_t [B, L, 3, 3]`` and the true torsions: protein: either
+``psi_1 [B, L]`` + ``psi_mask [B, L]`` or ``atoms [B, L, 4, 3]`` (then psi comes from
+:func:`flowbb.geometry.backbone.psi_from_backbone`, using ``residue_index`` when present); RNA: ``torsions_1
+[B, L, 8, 2]`` + ``torsion_mask [B, L, 8]``. ``model_out`` holds ``pred_rots``, ``pred_trans`` (Å) and protein:
+``pred_psi`` (radians); RNA: ``pred_torsions [B, L, 8, 2]``.
 """
 
 from __future__ import annotations
@@ -30,8 +34,8 @@ import torch
 
 from flowbb.flow.config import FlowConfig, as_flow_config
 from flowbb.geometry import so3
-from flowbb.geometry.backbone import backbone_from_frames, psi_from_backbone
 from flowbb.geometry.neighbors import knn
+from flowbb.molecules import molecule_of
 
 Tensor = torch.Tensor
 
@@ -44,15 +48,6 @@ def _require(d: Mapping[str, Tensor], key: str, where: str) -> Tensor:
     return d[key]
 
 
-def _true_psi(batch: Mapping[str, Tensor], res_mask: Tensor) -> tuple[Tensor, Tensor]:
-    if "psi_1" in batch:
-        return batch["psi_1"], _require(batch, "psi_mask", "batch").bool() & res_mask.bool()
-    if "atoms" not in batch:
-        raise KeyError("flow_losses: batch needs 'psi_1' and 'psi_mask', or 'atoms' to compute them")
-    psi, psi_mask = psi_from_backbone(batch["atoms"], res_mask, batch.get("residue_index"))
-    return psi, psi_mask
-
-
 def _gather_residues(x: Tensor, idx: Tensor) -> Tensor:
     """``x [B, L, ...]`` gathered at neighbour indices ``idx [B, L, k]`` -> ``[B, L, k, ...]``."""
     b, l, k = idx.shape
@@ -63,10 +58,10 @@ def _gather_residues(x: Tensor, idx: Tensor) -> Tensor:
 
 
 def _pair_distances(atoms: Tensor, nbr_atoms: Tensor, eps: float = 1e-8) -> Tensor:
-    """|a_i - b_j| for atoms ``[B, L, 4, 3]`` and neighbour atoms ``[B, L, k, 4, 3]``.
+    """|a_i - b_j| for atoms ``[B, L, K, 3]`` and neighbour atoms ``[B, L, k, K, 3]``.
 
     Returns:
-        ``[B, L, k, 4, 4]``.
+        ``[B, L, k, K, K]``.
     """
     diff = atoms[:, :, None, :, None, :] - nbr_atoms[:, :, :, None, :, :]
     return torch.sqrt((diff * diff).sum(-1) + eps)
@@ -83,10 +78,11 @@ def per_sample_losses(
         batch, model_out: see the module docstring.
         cfg: flow config (``FlowConfig`` or mapping; ``None`` = defaults).
     Returns:
-        dict ``trans``, ``rot``, ``bb_atom``, ``pair_dist``, ``total``, each ``[B]`` (unweighted terms,
-        weighted total).
+        dict ``trans``, ``rot``, ``bb_atom``, ``pair_dist``, the molecule type's extra terms (RNA: ``torsion``)
+        and ``total``, each ``[B]`` (unweighted terms, weighted total).
     """
     c = as_flow_config(cfg)
+    molecule = molecule_of(batch)
     rots_1 = _require(batch, "rots_1", "batch")
     trans_1 = _require(batch, "trans_1", "batch")
     res_mask = _require(batch, "res_mask", "batch")
@@ -94,12 +90,12 @@ def per_sample_losses(
     rots_t = _require(batch, "rots_t", "batch")
     pred_rots = _require(model_out, "pred_rots", "model_out")
     pred_trans = _require(model_out, "pred_trans", "model_out")
-    pred_psi = _require(model_out, "pred_psi", "model_out")
+    pred_tors = molecule.pred_torsions(model_out, res_mask)
     b, l = res_mask.shape
-    if pred_trans.shape != (b, l, 3) or pred_rots.shape != (b, l, 3, 3) or pred_psi.shape != (b, l):
+    if pred_trans.shape != (b, l, 3) or pred_rots.shape != (b, l, 3, 3):
         raise ValueError(
             f"flow_losses: model_out shapes pred_rots {tuple(pred_rots.shape)}, pred_trans "
-            f"{tuple(pred_trans.shape)}, pred_psi {tuple(pred_psi.shape)} do not match res_mask {(b, l)}"
+            f"{tuple(pred_trans.shape)} do not match res_mask {(b, l)}"
         )
 
     dtype = pred_trans.dtype
@@ -122,11 +118,11 @@ def per_sample_losses(
 
     # Auxiliary losses near the data end.
     aux_on = (t > c.aux_t_threshold).to(dtype)
-    psi_1, psi_mask = _true_psi(batch, res_mask)
-    true_atoms = backbone_from_frames(rots_1.to(dtype), trans_1.to(dtype), psi_1.to(dtype))
-    pred_atoms = backbone_from_frames(pred_rots, pred_trans, pred_psi)
-    atom_mask = torch.cat([res_mask.bool()[..., None].expand(b, l, 3), psi_mask.bool()[..., None]], dim=-1)
-    atom_mask = atom_mask & res_mask.bool()[..., None]
+    tors_1, tors_mask = molecule.true_torsions(batch, res_mask)
+    true_atoms, atom_mask = molecule.loss_atoms(
+        rots_1.to(dtype), trans_1.to(dtype), tors_1.to(dtype), tors_mask, res_mask
+    )
+    pred_atoms, _ = molecule.loss_atoms(pred_rots, pred_trans, pred_tors, tors_mask, res_mask)
     am = atom_mask.to(dtype)
     atom_err = (true_atoms - pred_atoms) * (s * inv_norm)[:, None, None, None]
     bb_loss = ((atom_err**2).sum(-1) * am).sum((-1, -2)) / (3.0 * am.sum((-1, -2)).clamp_min(1.0))
@@ -151,13 +147,16 @@ def per_sample_losses(
         "bb_atom": bb_loss * aux_on,
         "pair_dist": pair_loss * aux_on,
     }
+    extra = molecule.extra_losses((tors_1, tors_mask), pred_tors, res_mask)
+    terms.update({name: value * aux_on for name, value in extra.items()})
     weights = {
         "trans": c.loss_trans_weight,
         "rot": c.loss_rot_weight,
         "bb_atom": c.loss_bb_atom_weight,
         "pair_dist": c.loss_pair_dist_weight,
+        "torsion": c.loss_torsion_weight,
     }
-    terms["total"] = sum(weights[k] * terms[k] for k in LOSS_TERMS)
+    terms["total"] = sum(weights[k] * terms[k] for k in (*LOSS_TERMS, *extra))
     return terms
 
 
@@ -167,7 +166,8 @@ def flow_losses(
     cfg: FlowConfig | Mapping[str, Any] | None = None,
     return_per_sample: bool = False,
 ) -> dict[str, Tensor] | tuple[dict[str, Tensor], dict[str, Tensor]]:
-    """Batch-mean losses (scalars ``trans``, ``rot``, ``bb_atom``, ``pair_dist``, ``total``).
+    """Batch-mean losses (scalars ``trans``, ``rot``, ``bb_atom``, ``pair_dist``, the molecule type's extra terms,
+    ``total``).
 
     Args:
         batch, model_out, cfg: as in :func:`per_sample_losses`.

@@ -111,6 +111,17 @@ def _local_table(like: Tensor) -> Tensor:
     return torch.tensor(rows, dtype=like.dtype, device=like.device)
 
 
+def ideal_frame_atoms(rots: Tensor, trans: Tensor) -> Tensor:
+    """C4', O4', C3', C5' at their ideal frame-local positions (:data:`IDEAL_LOCAL`): the atoms a frame fixes.
+
+    Args:
+        rots: ``[..., L, 3, 3]``; trans: ``[..., L, 3]`` (C4', Å).
+    Returns:
+        ``[..., L, 4, 3]`` in :data:`ATOM_ORDER` (its first four atoms).
+    """
+    return rigid.apply(rots[..., None, :, :], trans[..., None, :], _local_table(trans))
+
+
 def frames_from_atoms(atoms: Tensor, atom_mask: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
     """Nucleotide frames from C4' (origin), O4' (x axis) and C3' (xy plane).
 
@@ -209,9 +220,7 @@ def atoms_from_frames(
             f"got {tuple(rots.shape)}, {tuple(trans.shape)}, {tuple(torsions.shape)}"
         )
     torsions = torsions.to(trans.dtype)
-    frame_atoms = rigid.apply(
-        rots[..., None, :, :], trans[..., None, :], _local_table(trans)
-    )  # [..., L, 4, 3]
+    frame_atoms = ideal_frame_atoms(rots, trans)  # [..., L, 4, 3]
     placed: dict[str, Tensor] = {name: frame_atoms[..., k, :] for k, name in enumerate(ATOM_ORDER[:4])}
     for k, (a, b, c, d) in enumerate(TORSIONS):
         placed[d] = place_atom(

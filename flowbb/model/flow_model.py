@@ -1,11 +1,14 @@
 """FlowModel: the SE(3) flow-matching network (FrameFlow/FoldFlow trunk on FlashIPA or reference IPA).
 
-``FlowModel(**cfg)(batch) -> {pred_rots, pred_trans, pred_psi}`` with (float, Å outside the network)::
+``FlowModel(**cfg)(batch) -> {pred_rots, pred_trans, pred_psi, pred_torsions}`` with (float, Å outside the
+network)::
 
     inputs   rots_t [B, L, 3, 3], trans_t [B, L, 3] (Å), t [B], res_mask [B, L] (0/1),
              residue_index [B, L] long, sc_trans [B, L, 3] (Å; zeros or absent: no self-conditioning)
-    outputs  pred_rots [B, L, 3, 3], pred_trans [B, L, 3] (Å, the clean frames at t = 1), pred_psi [B, L] (rad);
-             padded positions: identity rotation, zero translation, psi 0.
+    outputs  pred_rots [B, L, 3, 3], pred_trans [B, L, 3] (Å, the clean frames at t = 1),
+             pred_torsions [B, L, T, 2] (unit (sin, cos) pairs, T = num_torsions: 1 for proteins (psi), 8 for RNA),
+             pred_psi [B, L] (rad): the angle of the first pair (the protein psi);
+             padded positions: identity rotation, zero translation, torsions 0, psi 0.
 
 Layout: node embedder (sinusoidal time and chain-position encodings -> Linear) and edge embedder
 (``type="flash"``: factorized kNN pair factors; ``type="ipa"``: dense pair tensor; both see the current and the
@@ -23,8 +26,9 @@ every t (output preconditioning, as EDM's ``c_out``): with the losses' ``1 / (1 
 regression is equally conditioned at every t, and near t = 1 an untrained update cannot throw the frames
 away from x_t. At t = 1 the prediction is x_t itself.
 
-and a psi head (sin, cos -> atan2). Inside the network translations are in nm (x 0.1): the predicted frames
-are SE(3)-equivariant and psi is invariant. Nothing on the ``flash`` path builds an ``[L, L]`` tensor.
+and a torsion head (``num_torsions`` (sin, cos) pairs; the protein psi head when 1: module name ``psi_head`` for
+all sizes, so checkpoints written before RNA load). Inside the network translations are in nm (x 0.1): the predicted
+frames are SE(3)-equivariant and the torsions are invariant. Nothing on the ``flash`` path builds an ``[L, L]`` tensor.
 """
 
 from __future__ import annotations
@@ -71,6 +75,9 @@ class FlowModelConfig:
     sequence neighbours ``i +- 1..n`` in the pair factors, beside the spatial kNN (0: none). Both default to 0,
     the meaning of configs written before they existed. attn_pair_channels (flash only): pair-factor channels per
     rank lifted into FlashIPA's attention (a learned projection from c_z; None: all c_z, the exact lifting).
+    num_torsions: (sin, cos) pairs of the torsion head, the molecule type's
+    (:attr:`flowbb.molecules.base.Molecule.num_torsions`: protein 1 (psi, the default, the meaning of configs
+    written before RNA), RNA 8).
     """
 
     type: str = "flash"
@@ -101,6 +108,7 @@ class FlowModelConfig:
     seq_offset_freqs: int = 0
     seq_neighbors: int = 0
     attn_pair_channels: int | None = None
+    num_torsions: int = 1
 
     def __post_init__(self) -> None:
         if self.update_scale not in ("one_minus_t", "none"):
@@ -110,6 +118,8 @@ class FlowModelConfig:
         if self.type == "ipa" and (self.seq_offset_freqs or self.seq_neighbors or self.attn_pair_channels):
             raise ValueError("FlowModelConfig: seq_offset_freqs, seq_neighbors and attn_pair_channels are flash-only "
                              "(the ipa model's dense pair features carry every sequence offset already)")
+        if self.num_torsions < 1:
+            raise ValueError(f"FlowModelConfig.num_torsions must be >= 1, got {self.num_torsions}")
         if self.num_blocks < 1:
             raise ValueError(f"FlowModelConfig.num_blocks must be >= 1, got {self.num_blocks}")
         if (self.c_s + self.c_skip) % self.seq_tfmr_heads != 0:
@@ -206,19 +216,27 @@ class BackboneUpdate(nn.Module):
         return rigid.compose(rots, trans, r_upd, upd[..., 3:])
 
 
-class PsiHead(nn.Module):
-    """psi torsion from node features: residual MLP -> (sin, cos) -> atan2, 0 at padded positions."""
+class TorsionHead(nn.Module):
+    """Torsions from node features: residual MLP -> ``num_torsions`` (sin, cos) pairs (FoldFlow's psi head when
+    ``num_torsions`` is 1: the same weights)."""
 
-    def __init__(self, c_s: int) -> None:
+    def __init__(self, c_s: int, num_torsions: int = 1) -> None:
         super().__init__()
+        self.num_torsions = num_torsions
         self.mlp = nn.Sequential(nn.Linear(c_s, c_s), nn.ReLU(), nn.Linear(c_s, c_s))
-        self.out = nn.Linear(c_s, 2)
+        self.out = nn.Linear(c_s, 2 * num_torsions)
 
-    def forward(self, s: Tensor, mask: Tensor) -> Tensor:
-        """Args: s ``[B, L, c_s]``, mask ``[B, L]``. Returns psi ``[B, L]`` in (-pi, pi]."""
-        sc = self.out(torch.relu(s + self.mlp(s)))
-        psi = torch.atan2(sc[..., 0], sc[..., 1])
-        return psi * mask
+    def forward(self, s: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        """Args: s ``[B, L, c_s]``, mask ``[B, L]``.
+
+        Returns:
+            (torsions ``[B, L, T, 2]``: unit (sin, cos), 0 at padded positions;
+            angle of the first pair ``[B, L]`` in (-pi, pi], 0 at padded positions).
+        """
+        sc = self.out(torch.relu(s + self.mlp(s))).unflatten(-1, (self.num_torsions, 2))
+        first = torch.atan2(sc[..., 0, 0], sc[..., 0, 1]) * mask
+        norm = torch.linalg.vector_norm(sc, dim=-1, keepdim=True).clamp_min(1e-6)
+        return sc / norm * mask[..., None, None], first
 
 
 class FlowModel(nn.Module):
@@ -278,7 +296,7 @@ class FlowModel(nn.Module):
                 else:
                     block["edge_transition"] = DenseEdgeTransition(cfg.c_s, cfg.c_z, c_bias=cfg.c_edge_bias)
             self.blocks.append(block)
-        self.psi_head = PsiHead(cfg.c_s)
+        self.psi_head = TorsionHead(cfg.c_s, cfg.num_torsions)  # name kept for checkpoints written before RNA
 
     def config_dict(self) -> dict[str, Any]:
         """The flat config (as in ``configs/model/*.yaml``, without ``_target_``)."""
@@ -327,7 +345,7 @@ class FlowModel(nn.Module):
             if "edge_transition" in block:
                 z = block["edge_transition"](s, *z, mask)
                 z = z if isinstance(z, tuple) else (z,)
-        psi = self.psi_head(s, mask)
+        torsions, psi = self.psi_head(s, mask)
         rots = torch.where(valid[..., None, None], rots, eye)
         trans = trans * (mask[..., None] / self.cfg.trans_scale)
-        return {"pred_rots": rots, "pred_trans": trans, "pred_psi": psi}
+        return {"pred_rots": rots, "pred_trans": trans, "pred_psi": psi, "pred_torsions": torsions}

@@ -2,11 +2,12 @@
 
 One training step (manual optimisation, so that bad steps can be skipped cleanly under DDP):
 
-1. clean frames from the batch atoms (Gram-Schmidt on N, CA, C; translation = CA, Å) and the true psi;
+1. clean frames and torsions from the batch atoms, as the batch's molecule type says (:mod:`flowbb.molecules`;
+   protein: Gram-Schmidt on N, CA, C, translation = CA, Å, and psi; RNA: C4', O4', C3' and eight torsions);
 2. corruption by the interpolant (t, prior, coupling, path) with the module's seeded generator;
 3. self-conditioning on about half of the steps: a no-grad first pass whose ``pred_trans`` becomes
    ``sc_trans`` of the second pass;
-4. flow losses (per term, per t-bin);
+4. flow losses of the batch's molecule type (per term, per t-bin);
 5. backward, gradient norm and clipping; the step is skipped (and counted) when the loss (decision shared by
    all ranks) or the gradient norm is not finite; else AdamW step and learning-rate schedule step.
 
@@ -29,8 +30,7 @@ from omegaconf import DictConfig, OmegaConf
 from flowbb.flow.config import FlowConfig, as_flow_config
 from flowbb.flow.interpolant import Interpolant
 from flowbb.flow.losses import flow_losses, t_bin_losses
-from flowbb.geometry.backbone import psi_from_backbone
-from flowbb.geometry.rigid import frames_from_backbone
+from flowbb.molecules import molecule_of
 from flowbb.training.guard import NonFiniteGuard
 from flowbb.training.schedule import lr_lambda
 
@@ -52,31 +52,32 @@ def build_model(model_cfg: Mapping[str, Any] | DictConfig) -> torch.nn.Module:
 
 
 def clean_frames(batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    """Clean frames and torsions from a datamodule batch.
+    """Clean frames and torsions from a datamodule batch, by its molecule type (:func:`flowbb.molecules.molecule_of`).
 
     Args:
-        batch: ``atoms [B, L, 4, 3]`` (N, CA, C, O in Å), ``res_mask [B, L]``, ``residue_index [B, L]``.
+        batch: ``atoms [B, L, A, 3]`` (Å; protein A = 4: N, CA, C, O; RNA A = 12), ``res_mask [B, L]``,
+            ``residue_index [B, L]``, optional ``atom_mask [B, L, A]`` and ``molecule [B]``.
     Returns:
-        ``rots_1 [B, L, 3, 3]``, ``trans_1 [B, L, 3]`` (= CA, Å), ``psi_1 [B, L]`` (radians),
-        ``psi_mask [B, L]`` (bool), ``res_mask [B, L]`` (float), ``residue_index``, ``atoms`` (float32).
-        Padded positions get identity rotations and zero translations.
+        ``rots_1 [B, L, 3, 3]``, ``trans_1 [B, L, 3]`` (frame origin, Å), the true torsions (protein:
+        ``psi_1 [B, L]`` radians and ``psi_mask [B, L]`` bool; RNA: ``torsions_1 [B, L, 8, 2]``,
+        ``torsion_mask [B, L, 8]``), ``res_mask [B, L]`` (float), ``residue_index``, ``atoms`` (float32) and
+        ``molecule`` when the batch has it. Padded positions get identity rotations and zero translations.
     """
     for key in REQUIRED_BATCH_KEYS:
         if key not in batch:
             raise KeyError(f"training batch has no '{key}' (keys: {sorted(batch)})")
+    molecule = molecule_of(batch)
     atoms = batch["atoms"].float()
     mask = batch["res_mask"].float()
-    if atoms.dim() != 4 or atoms.shape[-2:] != (4, 3) or mask.shape != atoms.shape[:2]:
-        raise ValueError(f"training batch: expected atoms [B, L, 4, 3] and res_mask [B, L], got "
-                         f"{tuple(atoms.shape)} and {tuple(mask.shape)}")
-    rots, trans = frames_from_backbone(atoms[..., 0, :], atoms[..., 1, :], atoms[..., 2, :])
-    m = mask[..., None]
-    eye = torch.eye(3, dtype=rots.dtype, device=rots.device)
-    rots = rots * m[..., None] + eye * (1.0 - m[..., None])
-    trans = trans * m
-    psi, psi_mask = psi_from_backbone(atoms, mask, batch["residue_index"])
-    return {"rots_1": rots, "trans_1": trans, "psi_1": psi, "psi_mask": psi_mask, "res_mask": mask,
-            "residue_index": batch["residue_index"].long(), "atoms": atoms}
+    if atoms.dim() != 4 or atoms.shape[-2:] != (molecule.num_atoms, 3) or mask.shape != atoms.shape[:2]:
+        raise ValueError(f"training batch ({molecule.name}): expected atoms [B, L, {molecule.num_atoms}, 3] and "
+                         f"res_mask [B, L], got {tuple(atoms.shape)} and {tuple(mask.shape)}")
+    atom_mask = batch["atom_mask"].float() if "atom_mask" in batch else torch.ones_like(atoms[..., 0])
+    out = molecule.clean(atoms, atom_mask, mask, batch["residue_index"])
+    out.update(res_mask=mask, residue_index=batch["residue_index"].long(), atoms=atoms)
+    if "molecule" in batch:
+        out["molecule"] = batch["molecule"]
+    return out
 
 
 def model_inputs(noisy: Mapping[str, Tensor], sc_trans: Tensor) -> dict[str, Tensor]:
@@ -143,6 +144,7 @@ class FlowModule(pl.LightningModule):
         device_type = self.device.type
         with torch.autocast(device_type=device_type, enabled=False):
             clean = clean_frames(batch)
+            self.check_molecule(clean)
             noisy = self.interpolant.corrupt(clean, gen, t)
             if self_condition is None:
                 self_condition = self.interpolant.draw_self_condition(gen)
@@ -157,6 +159,19 @@ class FlowModule(pl.LightningModule):
             losses, per_sample = flow_losses(noisy, out, self.flow_cfg, return_per_sample=True)
         noisy["self_condition"] = torch.tensor(float(self_condition))
         return losses, per_sample, noisy
+
+    def check_molecule(self, batch: Mapping[str, Tensor]) -> None:
+        """The network's torsion head must fit the batch's molecule type.
+
+        Raises:
+            ValueError: e.g. an RNA batch for a model with ``model.num_torsions`` 1.
+        """
+        molecule = molecule_of(batch)
+        have = int(getattr(getattr(self.model, "cfg", None), "num_torsions", 1))
+        if have != molecule.num_torsions:
+            raise ValueError(f"the batch holds {molecule.name} chains, whose torsion head has {molecule.num_torsions} "
+                             f"(sin, cos) pairs, but the model has model.num_torsions={have}: set "
+                             f"model.num_torsions={molecule.num_torsions} (the RNA experiments do)")
 
     # -- training ----------------------------------------------------------------------------------
 

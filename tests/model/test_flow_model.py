@@ -202,3 +202,37 @@ def test_sequence_features_are_flash_only_and_see_the_chain():
     model = _tiny("flash_seq")
     assert model.blocks[0]["ipa"].seq_offset_freqs == 4 and model.edge_embedder.seq_neighbors == 2
 
+
+
+@pytest.mark.parametrize("kind", ["flash_seq", "ipa"])
+def test_rna_torsion_head_is_invariant_and_frames_equivariant(kind, chain_fn, rot_fn):
+    """model.num_torsions=8 (RNA): frames SE(3)-equivariant and the eight unit (sin, cos) pairs invariant under a
+    random rigid motion (float64); padded positions give zero torsions."""
+    model = _tiny(kind, num_torsions=8)
+    assert model.psi_head.out.out_features == 16
+    batch = _batch(chain_fn, rot_fn)
+    g = torch.Generator().manual_seed(11)
+    Q = rot_fn((), torch.float64, g)
+    t = torch.randn(3, generator=g, dtype=torch.float64) * 30.0
+    moved = dict(batch, rots_t=Q @ batch["rots_t"], trans_t=batch["trans_t"] @ Q.T + t,
+                 sc_trans=batch["sc_trans"] @ Q.T + t)
+    out, out_m = model(batch), model(moved)
+    valid = batch["res_mask"].bool()
+    assert out["pred_torsions"].shape == (2, 23, 8, 2)
+    torch.testing.assert_close(out["pred_torsions"][valid].norm(dim=-1), torch.ones(int(valid.sum()), 8,
+                                                                                   dtype=torch.float64))
+    assert (out["pred_torsions"][~valid] == 0).all()
+    assert out["pred_torsions"][valid].std(0).min() > 1e-4  # per-residue, not constant
+    torch.testing.assert_close(out_m["pred_torsions"], out["pred_torsions"], atol=1e-9, rtol=0)
+    torch.testing.assert_close(out_m["pred_rots"][valid], (Q @ out["pred_rots"])[valid], atol=1e-9, rtol=0)
+    scale = out["pred_trans"].abs().max().item()
+    torch.testing.assert_close(out_m["pred_trans"][valid], (out["pred_trans"] @ Q.T + t)[valid],
+                               atol=1e-9 * scale, rtol=0)
+
+
+def test_protein_torsion_head_is_the_psi_head():
+    """num_torsions defaults to 1: the psi head's weights and output as before RNA (checkpoints load)."""
+    model = _tiny("flash")
+    assert model.cfg.num_torsions == 1 and model.psi_head.out.weight.shape == (2, model.cfg.c_s)
+    with pytest.raises(ValueError, match="num_torsions"):
+        FlowModelConfig(num_torsions=0)

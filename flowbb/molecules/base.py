@@ -1,0 +1,92 @@
+"""The molecule-type interface: what differs between proteins and RNA, in one class per type.
+
+A :class:`Molecule` says, for its type, how clean frames and torsions come from the stored atoms
+(:meth:`Molecule.clean`), which torsions the network's torsion head predicts (:attr:`Molecule.num_torsions`
+(sin, cos) pairs, read back by :meth:`Molecule.pred_torsions`), how atoms are rebuilt from frames + torsions
+(:meth:`Molecule.rebuild`), which atoms the backbone-atom and pairwise-distance losses compare
+(:meth:`Molecule.loss_atoms`) and which further auxiliary loss terms apply (:meth:`Molecule.extra_losses`).
+The flow, the trunk, batching, training and sampling call these methods and never branch on the type.
+
+Shapes: ``B`` chains, ``L`` residues, ``A`` stored atoms per residue, ``T`` torsions, ``K`` loss atoms.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+
+import torch
+
+Tensor = torch.Tensor
+
+
+class Molecule(ABC):
+    """One molecule type (stateless; the instances live in :data:`flowbb.molecules.MOLECULES`).
+
+    Attributes:
+        name: 'protein' or 'rna' (the ``molecule`` column of a processed store).
+        atom_names: the A atoms stored per residue (:data:`flowbb.data.store.LAYOUTS`), frame atoms first.
+        num_torsions: T, the (sin, cos) pairs of the torsion head (``model.num_torsions``).
+        extra_terms: names of the loss terms :meth:`extra_losses` adds to the flow losses.
+    """
+
+    name: str
+    atom_names: tuple[str, ...]
+    num_torsions: int
+    extra_terms: tuple[str, ...] = ()
+
+    @property
+    def num_atoms(self) -> int:
+        """A, the atoms stored per residue."""
+        return len(self.atom_names)
+
+    @abstractmethod
+    def clean(self, atoms: Tensor, atom_mask: Tensor, res_mask: Tensor, residue_index: Tensor) -> dict[str, Tensor]:
+        """Clean frames and torsions of a batch.
+
+        Args:
+            atoms: ``[B, L, A, 3]`` (Å); atom_mask: ``[B, L, A]``; res_mask: ``[B, L]``; residue_index: ``[B, L]``.
+        Returns:
+            ``rots_1 [B, L, 3, 3]``, ``trans_1 [B, L, 3]`` (Å; padding: identity / zero) and the true torsions
+            under the keys :meth:`true_torsions` reads.
+        """
+
+    @abstractmethod
+    def true_torsions(self, batch: Mapping[str, Tensor], res_mask: Tensor) -> tuple[Tensor, Tensor]:
+        """(torsions, torsion mask) of the truth from a batch made by :meth:`clean`, in the form
+        :meth:`loss_atoms` takes."""
+
+    @abstractmethod
+    def pred_torsions(self, model_out: Mapping[str, Tensor], res_mask: Tensor) -> Tensor:
+        """The predicted torsions from the network's output, in the form :meth:`loss_atoms` takes
+        (checked against ``res_mask [B, L]``)."""
+
+    @abstractmethod
+    def rebuild(self, rots: Tensor, trans: Tensor, torsions: Tensor, res_mask: Tensor | None = None) -> Tensor:
+        """All atoms of the type from frames and torsions.
+
+        Args:
+            rots ``[B, L, 3, 3]``, trans ``[B, L, 3]`` (Å), torsions ``[B, L, T, 2]`` (sin, cos), res_mask ``[B, L]``.
+        Returns:
+            ``[B, L, A, 3]`` in :attr:`atom_names` order; masked residues are zeros.
+        """
+
+    @abstractmethod
+    def loss_atoms(
+        self, rots: Tensor, trans: Tensor, torsions: Tensor, torsion_mask: Tensor, res_mask: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """Atoms of the backbone-atom and pairwise-distance losses.
+
+        Args:
+            rots ``[B, L, 3, 3]``, trans ``[B, L, 3]``; torsions / torsion_mask as :meth:`true_torsions` gives;
+            res_mask ``[B, L]``.
+        Returns:
+            atoms ``[B, L, K, 3]`` (Å), mask ``[B, L, K]`` bool.
+        """
+
+    def extra_losses(
+        self, true: tuple[Tensor, Tensor], pred: Tensor, res_mask: Tensor
+    ) -> dict[str, Tensor]:
+        """Auxiliary loss terms beyond the backbone-atom and pair-distance ones, per sample ``[B]`` (unweighted,
+        before the t threshold). Args: ``true`` = :meth:`true_torsions`, ``pred`` = :meth:`pred_torsions`."""
+        return {}

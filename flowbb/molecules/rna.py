@@ -1,0 +1,83 @@
+"""RNA (RNA-FrameFlow): frames from C4' (origin), O4', C3'; eight torsions as (sin, cos) pairs place C2', C1',
+the base N, O3', O5', P, OP1, OP2 from ideal nucleotide geometry (:mod:`flowbb.geometry.rna`, 12 atoms).
+
+Losses (as RNA-FrameFlow): the backbone-atom and pairwise-distance losses compare the frame atoms C4', O4', C3'
+(at their ideal frame-local positions, so they depend on the frames only), and a torsion loss, the mean squared
+difference of the (sin, cos) pairs over the torsions defined in the truth. The flow's ``aux_t_threshold`` gates all
+three (0.25 in the RNA experiments).
+
+Batches made by :meth:`RNA.clean` hold ``torsions_1 [B, L, 8, 2]`` and ``torsion_mask [B, L, 8]``; the network
+gives ``pred_torsions [B, L, 8, 2]`` (unit (sin, cos) pairs).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+
+from flowbb.geometry import rna
+from flowbb.molecules.base import Molecule
+
+Tensor = torch.Tensor
+
+#: the atoms of the backbone-atom and pairwise-distance losses: the frame atoms C4', O4', C3'
+LOSS_ATOMS = 3
+
+
+class RNA(Molecule):
+    """The RNA molecule type (see the module docstring)."""
+
+    name = "rna"
+    atom_names = rna.ATOM_ORDER
+    num_torsions = rna.NUM_TORSIONS
+    extra_terms = ("torsion",)
+
+    def clean(self, atoms: Tensor, atom_mask: Tensor, res_mask: Tensor, residue_index: Tensor) -> dict[str, Tensor]:
+        """Frames from C4', O4', C3' and the eight torsions (:func:`flowbb.geometry.rna.torsions_from_atoms`).
+        Shapes as :meth:`Molecule.clean`, A = 12; adds ``torsions_1 [B, L, 8, 2]``, ``torsion_mask [B, L, 8]``."""
+        valid = res_mask.bool()
+        present = atom_mask.bool() & valid[..., None]
+        rots, trans, _ = rna.frames_from_atoms(atoms, present)
+        eye = torch.eye(3, dtype=rots.dtype, device=rots.device)
+        rots = torch.where(valid[..., None, None], rots, eye)
+        torsions, torsion_mask = rna.torsions_from_atoms(atoms, present)
+        return {"rots_1": rots, "trans_1": trans * res_mask[..., None], "torsions_1": torsions,
+                "torsion_mask": torsion_mask}
+
+    def true_torsions(self, batch: Mapping[str, Tensor], res_mask: Tensor) -> tuple[Tensor, Tensor]:
+        """(``torsions_1 [B, L, 8, 2]``, ``torsion_mask [B, L, 8]`` bool) of the batch."""
+        for key in ("torsions_1", "torsion_mask"):
+            if key not in batch:
+                raise KeyError(f"flow_losses: RNA batch has no '{key}' (keys: {sorted(batch)})")
+        return batch["torsions_1"], batch["torsion_mask"].bool() & res_mask.bool()[..., None]
+
+    def pred_torsions(self, model_out: Mapping[str, Tensor], res_mask: Tensor) -> Tensor:
+        """``pred_torsions [B, L, 8, 2]``."""
+        if "pred_torsions" not in model_out:
+            raise KeyError(f"flow_losses: model_out has no 'pred_torsions' (keys: {sorted(model_out)})")
+        pred = model_out["pred_torsions"]
+        if pred.shape != (*res_mask.shape, self.num_torsions, 2):
+            raise ValueError(f"flow_losses: pred_torsions {tuple(pred.shape)} is not [B, L, {self.num_torsions}, 2] "
+                             f"for res_mask {tuple(res_mask.shape)}: the model needs model.num_torsions="
+                             f"{self.num_torsions} for RNA")
+        return pred
+
+    def rebuild(self, rots: Tensor, trans: Tensor, torsions: Tensor, res_mask: Tensor | None = None) -> Tensor:
+        """The 12 atoms ``[B, L, 12, 3]`` (:func:`flowbb.geometry.rna.atoms_from_frames`)."""
+        return rna.atoms_from_frames(rots, trans, torsions, res_mask)
+
+    def loss_atoms(
+        self, rots: Tensor, trans: Tensor, torsions: Tensor, torsion_mask: Tensor, res_mask: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """C4', O4', C3' ``[B, L, 3, 3]`` at their ideal frame positions; mask ``[B, L, 3]`` (valid residues)."""
+        atoms = rna.ideal_frame_atoms(rots, trans)[..., :LOSS_ATOMS, :]
+        valid = res_mask.bool()
+        return atoms, valid[..., None].expand(*valid.shape, LOSS_ATOMS)
+
+    def extra_losses(self, true: tuple[Tensor, Tensor], pred: Tensor, res_mask: Tensor) -> dict[str, Tensor]:
+        """``torsion [B]``: mean over the defined torsions of ``|(sin, cos)_true - (sin, cos)_pred|^2``."""
+        torsions, mask = true
+        m = mask.to(pred.dtype)
+        err = ((torsions.to(pred.dtype) - pred) ** 2).sum(-1)  # [B, L, 8]
+        return {"torsion": (err * m).sum((-1, -2)) / m.sum((-1, -2)).clamp_min(1.0)}
