@@ -559,6 +559,7 @@ def format_backbone_pdb(
     atom_mask=None,
     b_factors=None,
     remark: str | None = None,
+    atom_names: Sequence[str] | None = None,
 ) -> str:
     """PDB text for backbone atoms; see :func:`write_backbone_pdb` for the arguments."""
     coords = _as_numpy(atoms)
@@ -570,7 +571,11 @@ def format_backbone_pdb(
     else:
         raise ValueError(f"atoms must be [L, A, 3] or [M, L, A, 3], got shape {tuple(coords.shape)}")
     n_models, length, n_atoms, _ = coords.shape
-    if not 1 <= n_atoms <= 4 or coords.shape[-1] != 3:
+    if atom_names is not None:  # one tuple of A names, or one per residue
+        per_residue = [tuple(atom_names)] * length if isinstance(atom_names[0], str) else [tuple(a) for a in atom_names]
+        if len(per_residue) != length or any(len(a) != n_atoms for a in per_residue):
+            raise ValueError(f"atom_names must be {n_atoms} names, or {length} tuples of {n_atoms} names")
+    if (atom_names is None and not 1 <= n_atoms <= 4) or coords.shape[-1] != 3:
         raise ValueError(
             f"atoms must have 1-4 backbone atoms (N, CA, C, O) and xyz, got {tuple(coords.shape)}"
         )
@@ -587,8 +592,12 @@ def format_backbone_pdb(
         raise ValueError("coordinates out of the PDB format's range (|x| < 9999 A)")
     bfac = np.zeros(length) if b_factors is None else _as_numpy(b_factors).reshape(length)
     names = _residue_names(residue_name, length)
-    atom_names = (" N  ", " CA ", " C  ", " O  ")[:n_atoms] if n_atoms != 1 else (" CA ",)
-    elements = ("N", "C", "C", "O")[:n_atoms] if n_atoms != 1 else ("C",)
+    if atom_names is None:
+        names_of = [(" N  ", " CA ", " C  ", " O  ")[:n_atoms] if n_atoms != 1 else (" CA ",)] * length
+        elements_of = [("N", "C", "C", "O")[:n_atoms] if n_atoms != 1 else ("C",)] * length
+    else:  # names of at most 3 characters with a one-letter element (nucleotide backbones): column 14 on
+        names_of = [tuple(f" {name:<3}" for name in a) for a in per_residue]
+        elements_of = [tuple(name[0] for name in a) for a in per_residue]
 
     out = [_HEADER]
     if remark:
@@ -605,8 +614,8 @@ def format_backbone_pdb(
                 serial += 1
                 x, y, z = coords[m, i, k]
                 out.append(
-                    f"ATOM  {serial:>5} {atom_names[k]} {names[i]:>3} {chain_id}{i + 1:>4}    "
-                    f"{x:8.3f}{y:8.3f}{z:8.3f}{1.0:6.2f}{bfac[i]:6.2f}          {elements[k]:>2}  "
+                    f"ATOM  {serial:>5} {names_of[i][k]} {names[i]:>3} {chain_id}{i + 1:>4}    "
+                    f"{x:8.3f}{y:8.3f}{z:8.3f}{1.0:6.2f}{bfac[i]:6.2f}          {elements_of[i][k]:>2}  "
                 )
         out.append(f"TER   {serial + 1:>5}      {names[-1] if length else 'GLY':>3} {chain_id}{length:>4}")
         if multi:
@@ -624,6 +633,7 @@ def write_backbone_pdb(
     atom_mask=None,
     b_factors=None,
     remark: str | None = None,
+    atom_names: Sequence[str] | None = None,
 ) -> Path:
     """Write backbone atoms as a PDB file (HEADER, CRYST1, one chain, residues numbered 1..L, END).
 
@@ -638,11 +648,14 @@ def write_backbone_pdb(
         atom_mask: bool [L, A] or None; atoms with False are not written.
         b_factors: [L] per-residue B-factor column (e.g. pLDDT), zeros by default.
         remark: optional text written as REMARK 1 lines.
+        atom_names: the A atom names of another molecule type (each at most 3 characters, element = first letter),
+            or L tuples of A names (one per residue), e.g. :meth:`flowbb.molecules.rna.RNA.pdb_atom_names` with
+            residue names as a list of L nucleotide names (A, C, G, U or N); None: protein N, CA, C, O (A <= 4).
     Returns:
         the path written.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = format_backbone_pdb(atoms, residue_name, chain_id, models, atom_mask, b_factors, remark)
+    text = format_backbone_pdb(atoms, residue_name, chain_id, models, atom_mask, b_factors, remark, atom_names)
     path.write_text(text)
     return path

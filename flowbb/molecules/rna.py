@@ -23,6 +23,8 @@ Tensor = torch.Tensor
 
 #: the atoms of the backbone-atom and pairwise-distance losses: the frame atoms C4', O4', C3'
 LOSS_ATOMS = 3
+#: PDB name of the glycosidic base atom "N" per nucleotide (purines N9, pyrimidines N1; unknown 'N': N9)
+GLYCOSIDIC_PDB_NAME = {"A": "N9", "G": "N9", "C": "N1", "U": "N1", "N": "N9"}
 
 
 class RNA(Molecule):
@@ -66,6 +68,11 @@ class RNA(Molecule):
     def rebuild(self, rots: Tensor, trans: Tensor, torsions: Tensor, res_mask: Tensor | None = None) -> Tensor:
         """The 12 atoms ``[B, L, 12, 3]`` (:func:`flowbb.geometry.rna.atoms_from_frames`)."""
         return rna.atoms_from_frames(rots, trans, torsions, res_mask)
+
+    def pdb_atom_names(self, sequence: str) -> list[tuple[str, ...]]:
+        """PDB atom names per nucleotide of ``sequence`` (A, C, G, U or N), :data:`flowbb.geometry.rna.ATOM_ORDER`
+        with the base atom named N9 or N1 (for :func:`flowbb.data.structure_io.write_backbone_pdb`)."""
+        return [tuple(GLYCOSIDIC_PDB_NAME.get(c, "N9") if a == "N" else a for a in self.atom_names) for c in sequence]
 
     def loss_atoms(
         self, rots: Tensor, trans: Tensor, torsions: Tensor, torsion_mask: Tensor, res_mask: Tensor
