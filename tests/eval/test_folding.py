@@ -49,9 +49,11 @@ def test_tiny_model_outputs(tiny: ESMFoldPredictor) -> None:
         assert o.plddt.shape == (len(s),) and ((o.plddt >= 0) & (o.plddt <= 100)).all()
         assert 0 <= o.ptm <= 1
         assert o.pdb_string.startswith("PARENT") or "ATOM" in o.pdb_string
-    # same seed, same model and structures
+    # same seed, same model and structures (bit for bit at the same batch; a batch with longer chains pads this one,
+    # which changes float rounding only: 5e-7 Å with transformers 5.24)
     again = tiny_random_esmfold(seed=0, device="cpu").fold(SEQS[:1])
-    np.testing.assert_array_equal(again[0].atoms, out[0].atoms)
+    np.testing.assert_array_equal(again[0].atoms, tiny.fold(SEQS[:1])[0].atoms)
+    np.testing.assert_allclose(again[0].atoms, out[0].atoms, rtol=0, atol=1e-4)
 
 
 def test_explicit_recycles() -> None:
