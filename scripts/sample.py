@@ -4,7 +4,8 @@
         out_dir=samples/NAME [num_steps=100] [noise_scale=0] [seed=0] [save_traj=true] [overwrite=true] [device=cpu]
         [trust_checkpoint=true] [max_length=2000] [force=true] [estimate=false] [step_progress=auto|true|false]
 
-Keys and defaults: configs/sample.yaml. Output: out_dir/length_<L>/sample_<i>.pdb (N, CA, C, O; poly-GLY; chain A),
+Keys and defaults: configs/sample.yaml. Output: out_dir/length_<L>/sample_<i>.pdb (chain A; protein checkpoints:
+N, CA, C, O, poly-GLY; RNA checkpoints: the 12 rebuilt backbone atoms, residues N or residue_name=A|C|G|U),
 with save_traj the x_t and clean-prediction trajectories (num_steps + 1 models each), out_dir/samples.csv (one row
 per sample: path, length, seed, seconds, checkpoint, sampler settings) and out_dir/sample_config.yaml.
 The logic lives in flowbb.training.sampling; this script parses the config, shows progress and a summary.
@@ -57,7 +58,7 @@ def run(cfg: DictConfig) -> int:
 
     resolved = settings.resolved(loaded.flow_cfg)
     console.print(f"checkpoint {loaded.path} (step {loaded.global_step}, {loaded.weights} weights, "
-                  f"model {loaded.cfg.model.get('_target_')}) on {loaded.device}")
+                  f"model {loaded.cfg.model.get('_target_')}, {loaded.molecule.name}) on {loaded.device}")
     console.print(f"sampling {len(lengths)} length(s) x {cfg.samples_per_length}: num_steps={resolved.num_steps} "
                   f"rot_rate={resolved.rot_rate} noise_scale={resolved.noise_scale} "
                   f"self_condition={resolved.self_condition} max_tokens={resolved.max_tokens} seed={cfg.seed}")
@@ -89,7 +90,7 @@ def run(cfg: DictConfig) -> int:
         samples = generate(model_fn, loaded.flow_cfg, lengths, int(cfg.samples_per_length), out_dir,
                            seed=int(cfg.seed), settings=settings, device=loaded.device,
                            checkpoint=str(loaded.path), weights=loaded.weights, overwrite=bool(cfg.overwrite),
-                           on_batch=on_batch)
+                           on_batch=on_batch, molecule=loaded.molecule, residue_name=cfg.get("residue_name"))
     except (FileExistsError, ValueError) as exc:
         bar.close()
         console.print(f"[red]error:[/red] {exc}")

@@ -1,8 +1,8 @@
 """Novelty: the highest TM-score of a sample to any chain of a reference set (e.g. the training set).
 
 The reference set is a processed dataset folder (``metadata.parquet`` + coordinate store, read through
-:mod:`flowbb.data`) or any folder of structure files (every protein chain becomes one reference).
-Its CA traces are held in memory; :class:`NoveltySearcher` pre-filters by length and runs TM-align in
+:mod:`flowbb.data`; protein chains as CA traces, RNA chains as C4' traces) or any folder of structure files (every
+protein chain becomes one reference). Its traces are held in memory; :class:`NoveltySearcher` pre-filters by length and runs TM-align in
 parallel worker processes (spawned once, the references sent once).
 """
 
@@ -155,34 +155,43 @@ def load_reference_folder(
     return ref
 
 
-def load_reference_processed(folder: Path, min_length: int = 20) -> ReferenceSet:
-    """CA traces of every chain of a processed dataset (``metadata.parquet`` + coordinate store), read through
-    :class:`flowbb.data.store.ProcessedStore`; names are ``source_file:chain_id``."""
+def load_reference_processed(folder: Path, min_length: int = 20, molecule: str | None = None) -> ReferenceSet:
+    """Traces of every chain of a processed dataset (``metadata.parquet`` + coordinate store), read through
+    :class:`flowbb.data.store.ProcessedStore`: CA of protein chains, C4' of RNA chains
+    (:data:`flowbb.molecules.TRACE_ATOMS`); ``molecule`` (``protein`` | ``rna``) keeps the chains of one type (None:
+    all). Names are ``source_file:chain_id``."""
     from flowbb.data.store import ProcessedStore
+    from flowbb.molecules import TRACE_ATOMS
 
     store = ProcessedStore(folder)
     meta = store.metadata
     names, cas = [], []
     for row in range(len(store)):
+        kind = store.molecule(row)
+        if molecule is not None and kind != molecule:
+            continue
         rec = store.chain(row)
-        ok = np.asarray(rec["atom_mask"])[:, 1].astype(bool)
+        k = TRACE_ATOMS[kind]
+        ok = np.asarray(rec["atom_mask"])[:, k].astype(bool)
         if ok.sum() >= min_length:
             names.append(f"{meta['source_file'].iloc[row]}:{meta['chain_id'].iloc[row]}")
-            cas.append(np.asarray(rec["atoms"])[ok, 1].astype(np.float64))
+            cas.append(np.asarray(rec["atoms"])[ok, k].astype(np.float64))
     if not names:
         raise ValueError(f"reference={folder}: no chain with >= {min_length} residues")
     return ReferenceSet.from_chains(names, cas, str(folder))
 
 
 def load_reference(
-    path: str | Path, min_length: int = 20, num_workers: int = 0, cache: Path | None = None
+    path: str | Path, min_length: int = 20, num_workers: int = 0, cache: Path | None = None,
+    molecule: str | None = None,
 ) -> ReferenceSet:
-    """A processed dataset folder (has ``metadata.parquet``) or a folder of structure files."""
+    """A processed dataset folder (has ``metadata.parquet``; ``molecule`` keeps one type, see
+    :func:`load_reference_processed`) or a folder of structure files (protein chains)."""
     folder = Path(path).expanduser()
     if not folder.is_dir():
         raise FileNotFoundError(f"reference={path}: no such folder")
     if (folder / "metadata.parquet").is_file():
-        return load_reference_processed(folder, min_length)
+        return load_reference_processed(folder, min_length, molecule)
     return load_reference_folder(folder, min_length, num_workers, cache)
 
 

@@ -1,6 +1,10 @@
-"""TM-score between two CA traces through TM-align (the ``tmtools`` bindings).
+"""TM-score between two traces (one atom per residue) through TM-align (the ``tmtools`` bindings).
 
-TM-align finds its own residue alignment, so the two chains may differ in length and sequence.
+TM-align finds its own residue alignment, so the two chains may differ in length and sequence. Proteins are
+compared on CA; RNA on C4' (:data:`flowbb.molecules.TRACE_ATOMS`): tmtools takes any ``[L, 3]`` trace, and its
+scores use TM-align's protein normalisation d0(L) = 1.24 (L - 15)^(1/3) - 1.8 Å (US-align's RNA mode, as
+RNA-FrameFlow's published scTM, uses another d0, so RNA scores here are not on that scale). The sequence letters
+only label the alignment (poly-A by default).
 """
 
 from __future__ import annotations

@@ -3,7 +3,10 @@
 ``model_fn(batch) -> model_out`` follows the FlowModel contract: the batch holds ``rots_t [B, L, 3, 3]``,
 ``trans_t [B, L, 3]`` (Å), ``t [B]``, ``res_mask [B, L]`` (float 0/1), ``residue_index [B, L]`` (long) and
 ``sc_trans [B, L, 3]`` (previous clean translation prediction, zeros when none); the output holds
-``pred_rots``, ``pred_trans`` (Å) and ``pred_psi`` (radians), the clean prediction at t = 1.
+``pred_rots``, ``pred_trans`` (Å) and the torsions the molecule type reads
+(:meth:`flowbb.molecules.base.Molecule.pred_torsions`: ``pred_psi [B, L]`` (radians) for proteins,
+``pred_torsions [B, L, 8, 2]`` for RNA), the clean prediction at t = 1. Atoms are rebuilt from the final frames and
+torsions by the molecule type (:meth:`~flowbb.molecules.base.Molecule.atoms_from_prediction`).
 
 Per step t -> t + dt on the grid ``linspace(min_t, 1, num_steps + 1)``:
 
@@ -29,7 +32,8 @@ import torch
 from flowbb.flow.config import FlowConfig, as_flow_config
 from flowbb.flow.interpolant import Interpolant, centre, mask_frames, randn
 from flowbb.geometry import so3
-from flowbb.geometry.backbone import backbone_from_frames
+from flowbb.molecules import get_molecule
+from flowbb.molecules.base import Molecule
 
 Tensor = torch.Tensor
 ModelFn = Callable[[dict[str, Tensor]], Mapping[str, Tensor]]
@@ -56,7 +60,7 @@ def make_generator(seed: int | None, device: torch.device | str = "cpu") -> torc
 
 
 def _check_model_out(out: Mapping[str, Tensor], b: int, l: int) -> None:
-    for key, shape in (("pred_rots", (b, l, 3, 3)), ("pred_trans", (b, l, 3)), ("pred_psi", (b, l))):
+    for key, shape in (("pred_rots", (b, l, 3, 3)), ("pred_trans", (b, l, 3))):
         if key not in out:
             raise KeyError(f"sample: model_fn output has no '{key}' (keys: {sorted(out)})")
         if tuple(out[key].shape) != shape:
@@ -79,11 +83,12 @@ def sample(
     generator: torch.Generator | None = None,
     save_traj: bool = False,
     prior: tuple[Tensor, Tensor] | None = None,
+    molecule: Molecule | str = "protein",
 ) -> dict[str, Tensor]:
     """Sample backbones by Euler integration from the prior.
 
     Args:
-        model_fn: ``model_fn(batch) -> {pred_rots, pred_trans, pred_psi}`` (see module docstring).
+        model_fn: ``model_fn(batch) -> {pred_rots, pred_trans, <torsions>}`` (see module docstring).
         res_mask: ``[B, L]`` residue mask (see :func:`res_mask_from_lengths`).
         cfg: flow config; supplies ``min_t``, ``trans_scale`` and the defaults ``sample_num_steps``,
             ``sample_rot_rate``, ``sample_noise_scale``, ``sample_self_condition``.
@@ -96,14 +101,19 @@ def sample(
             from the prior with ``generator`` (e.g. drawn per sample, so that a sample does not depend on
             its batch);
             padded positions are reset to identity / zero.
+        molecule: the molecule type (a :class:`~flowbb.molecules.base.Molecule` or its name): which torsions the
+            model's output holds and how atoms are rebuilt.
     Returns:
-        dict with ``rots [B, L, 3, 3]``, ``trans [B, L, 3]`` (Å), ``psi [B, L]``, ``atoms [B, L, 4, 3]``
-        (N, CA, C, O from :func:`backbone_from_frames`; zeros at padding), ``res_mask``; with ``save_traj``:
+        dict with ``rots [B, L, 3, 3]``, ``trans [B, L, 3]`` (Å), the torsions under the molecule's
+        ``sample_torsions`` key (proteins: ``psi [B, L]``; RNA: ``torsions [B, L, 8, 2]``; zeros at padding),
+        ``atoms [B, L, A, 3]`` (proteins: N, CA, C, O from :func:`~flowbb.geometry.backbone.backbone_from_frames`;
+        RNA: the 12 atoms of :mod:`flowbb.geometry.rna`; zeros at padding), ``res_mask``; with ``save_traj``:
         ``ts [T]`` (T = num_steps + 1), ``traj_rots [T, B, L, 3, 3]``, ``traj_trans [T, B, L, 3]``,
-        ``traj_atoms [T, B, L, 4, 3]`` (x_t frames at each grid time, O from the psi predicted there) and
-        ``clean_traj_rots``, ``clean_traj_trans``, ``clean_traj_psi [T, B, L]``, ``clean_traj_atoms`` (the
-        model's clean prediction at each grid time).
+        ``traj_atoms [T, B, L, A, 3]`` (x_t frames at each grid time, with the torsions predicted there) and
+        ``clean_traj_rots``, ``clean_traj_trans``, ``clean_traj_<torsions key>`` (``[T, B, L]`` psi /
+        ``[T, B, L, 8, 2]``), ``clean_traj_atoms`` (the model's clean prediction at each grid time).
     """
+    mol = get_molecule(molecule) if isinstance(molecule, str) else molecule
     c = as_flow_config(cfg)
     num_steps = int(c.sample_num_steps if num_steps is None else num_steps)
     rot_rate = float(c.sample_rot_rate if rot_rate is None else rot_rate)
@@ -140,6 +150,11 @@ def sample(
 
     traj: dict[str, list[Tensor]] = {k: [] for k in ("rots", "trans", "crots", "ctrans", "cpsi")}
 
+    def torsions_of(out: Mapping[str, Tensor]) -> Tensor:
+        """The molecule's torsions of a model output, zero at padding (psi ``[B, L]``, RNA ``[B, L, 8, 2]``)."""
+        tor = mol.pred_torsions(out, mask).to(dtype)
+        return tor * mask.reshape(*mask.shape, *([1] * (tor.dim() - mask.dim())))
+
     def call(t_value: float) -> Mapping[str, Tensor]:
         batch = {
             "rots_t": rots,
@@ -151,6 +166,7 @@ def sample(
         }
         out = model_fn(batch)
         _check_model_out(out, b, l)
+        mol.pred_torsions(out, mask)  # raises on a missing or misshapen torsion output
         return out
 
     for i in range(num_steps):
@@ -163,7 +179,7 @@ def sample(
             traj["trans"].append(trans)
             traj["crots"].append(r_hat)
             traj["ctrans"].append(x_hat)
-            traj["cpsi"].append(out["pred_psi"].to(dtype))
+            traj["cpsi"].append(mol.pred_torsions(out, mask).to(dtype))
         if self_condition:
             sc_trans = x_hat
         trans = trans + dt * (x_hat - trans) / (1.0 - t1)
@@ -181,12 +197,12 @@ def sample(
 
     out = call(float(ts[-1]))
     r_fin, x_fin = mask_frames(out["pred_rots"].to(dtype), out["pred_trans"].to(dtype), mask)
-    psi_fin = out["pred_psi"].to(dtype) * mask
+    psi_fin = torsions_of(out)
     result: dict[str, Tensor] = {
         "rots": r_fin,
         "trans": x_fin,
-        "psi": psi_fin,
-        "atoms": backbone_from_frames(r_fin, x_fin, psi_fin, res_mask=mask),
+        mol.sample_torsions: psi_fin,
+        "atoms": mol.atoms_from_prediction(r_fin, x_fin, psi_fin, mask),
         "res_mask": mask,
     }
     if save_traj:
@@ -201,13 +217,11 @@ def sample(
                 "ts": ts.to(dtype),
                 "traj_rots": tr,
                 "traj_trans": tt,
-                "traj_atoms": backbone_from_frames(tr, tt, cp, res_mask=mask.expand(num_steps + 1, b, l)),
+                "traj_atoms": mol.atoms_from_prediction(tr, tt, cp, mask.expand(num_steps + 1, b, l)),
                 "clean_traj_rots": cr,
                 "clean_traj_trans": ct,
-                "clean_traj_psi": cp,
-                "clean_traj_atoms": backbone_from_frames(
-                    cr, ct, cp, res_mask=mask.expand(num_steps + 1, b, l)
-                ),
+                f"clean_traj_{mol.sample_torsions}": cp,
+                "clean_traj_atoms": mol.atoms_from_prediction(cr, ct, cp, mask.expand(num_steps + 1, b, l)),
             }
         )
     return result

@@ -276,3 +276,93 @@ def measure_ideal_geometry(
         out["angles"][d] = round(math.degrees(float(bond_angle(pb, pc, pd).median())), 2)
         out["counts"][d] = int(sel.sum())
     return out
+
+
+# --- covalent geometry of rebuilt (or real) backbones, for geometry checks -----------------------------------
+# An atom name with a "+" suffix is that atom of the next nucleotide (i + 1): the O3'(i)-P(i+1) link.
+#: covalent bonds between the 12 atoms (and the O3'-P link to the next nucleotide)
+BONDS = (
+    ("C4'", "O4'"), ("C4'", "C3'"), ("C4'", "C5'"), ("C3'", "C2'"), ("C2'", "C1'"), ("C1'", "O4'"), ("C1'", "N"),
+    ("C3'", "O3'"), ("C5'", "O5'"), ("O5'", "P"), ("P", "OP1"), ("P", "OP2"), ("O3'", "P+"),
+)
+#: bond angles a-b-c over the bonds of :data:`BONDS` (b is the vertex)
+ANGLES = (
+    ("O4'", "C4'", "C3'"), ("O4'", "C4'", "C5'"), ("C3'", "C4'", "C5'"), ("C4'", "C3'", "C2'"),
+    ("C4'", "C3'", "O3'"), ("C2'", "C3'", "O3'"), ("C3'", "C2'", "C1'"), ("C2'", "C1'", "O4'"),
+    ("C2'", "C1'", "N"), ("O4'", "C1'", "N"), ("C4'", "O4'", "C1'"), ("C4'", "C5'", "O5'"), ("C5'", "O5'", "P"),
+    ("O5'", "P", "OP1"), ("O5'", "P", "OP2"), ("OP1", "P", "OP2"), ("C3'", "O3'", "P+"), ("O3'", "P+", "O5'+"),
+    ("O3'", "P+", "OP1+"), ("O3'", "P+", "OP2+"),
+)
+# medians over all nucleotides of the 199 chains of ../shared/data/rna (float64; links only between consecutive
+# nucleotides with O3'-P+ < 2 Å), measured with measure_bond_geometry; tests/geometry/test_rna.py re-derives them
+#: median bond length (Å) of each bond of :data:`BONDS`, keyed "a-b"
+REAL_BOND_MEDIANS: dict[str, float] = {
+    "C4'-O4'": 1.4513, "C4'-C3'": 1.5203, "C4'-C5'": 1.5079, "C3'-C2'": 1.5227, "C2'-C1'": 1.5278,
+    "C1'-O4'": 1.4131, "C1'-N": 1.4752, "C3'-O3'": 1.4171, "C5'-O5'": 1.4201, "O5'-P": 1.5927,
+    "P-OP1": 1.4846, "P-OP2": 1.4847, "O3'-P+": 1.6061,
+}
+#: median bond angle (degrees) of each angle of :data:`ANGLES`, keyed "a-b-c"
+REAL_ANGLE_MEDIANS: dict[str, float] = {
+    "O4'-C4'-C3'": 104.02, "O4'-C4'-C5'": 109.78, "C3'-C4'-C5'": 115.83, "C4'-C3'-C2'": 102.48,
+    "C4'-C3'-O3'": 112.64, "C2'-C3'-O3'": 113.48, "C3'-C2'-C1'": 101.34, "C2'-C1'-O4'": 107.49,
+    "C2'-C1'-N": 112.53, "O4'-C1'-N": 108.74, "C4'-O4'-C1'": 109.82, "C4'-C5'-O5'": 111.42,
+    "C5'-O5'-P": 120.81, "O5'-P-OP1": 108.08, "O5'-P-OP2": 108.04, "OP1-P-OP2": 119.63,
+    "C3'-O3'-P+": 120.16, "O3'-P+-O5'+": 103.85, "O3'-P+-OP1+": 107.93, "O3'-P+-OP2+": 108.16,
+}
+#: O3'(i)-P(i+1) longer than this (Å) is a chain break in real structures (not a bond)
+LINK_BREAK = 2.0
+
+
+def _slot(name: str) -> int:
+    """Index of an atom in ``[..., L, 24, 3]`` (this nucleotide's 12 atoms, then the next one's)."""
+    return ATOM_INDEX[name[:-1]] + NUM_ATOMS if name.endswith("+") else ATOM_INDEX[name]
+
+
+def bond_geometry(
+    atoms: Tensor, atom_mask: Tensor | None = None, link_break: float | None = None
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Bond lengths of :data:`BONDS` and bond angles of :data:`ANGLES` of every nucleotide.
+
+    Args:
+        atoms: ``[..., L, 12, 3]`` in :data:`ATOM_ORDER` (Å); nucleotide i + 1 follows i along the L axis.
+        atom_mask: optional ``[..., L, 12]`` atom presence (masked residues: all False).
+        link_break: when given, terms that use the next nucleotide count only where O3'(i)-P(i+1) is shorter
+            (e.g. :data:`LINK_BREAK` for real chains with breaks; ``None`` for generated chains, all bonded).
+    Returns:
+        lengths ``[..., L, len(BONDS)]`` (Å), bond_mask (same shape, bool), angles ``[..., L, len(ANGLES)]``
+        (degrees), angle_mask (bool). Terms of the last nucleotide that need the next one are masked.
+    """
+    if atoms.shape[-2:] != (NUM_ATOMS, 3):
+        raise ValueError(f"bond_geometry: atoms must be [..., L, {NUM_ATOMS}, 3], got {tuple(atoms.shape)}")
+    present = (torch.ones(atoms.shape[:-1], dtype=torch.bool, device=atoms.device) if atom_mask is None
+               else atom_mask.bool())
+    nxt = torch.cat([atoms[..., 1:, :, :], torch.zeros_like(atoms[..., :1, :, :])], dim=-3)
+    nxt_mask = torch.cat([present[..., 1:, :], torch.zeros_like(present[..., :1, :])], dim=-2)
+    ext = torch.cat([atoms, nxt], dim=-2)  # [..., L, 24, 3]
+    ext_mask = torch.cat([present, nxt_mask], dim=-1)
+    if link_break is not None:
+        link = torch.linalg.vector_norm(ext[..., _slot("P+"), :] - ext[..., _slot("O3'"), :], dim=-1)
+        ext_mask = ext_mask & torch.cat([torch.ones_like(present), (link < link_break)[..., None].expand_as(present)],
+                                        dim=-1)
+    bi = torch.tensor([[_slot(a), _slot(b)] for a, b in BONDS], device=atoms.device)
+    ai = torch.tensor([[_slot(a), _slot(b), _slot(c)] for a, b, c in ANGLES], device=atoms.device)
+    lengths = torch.linalg.vector_norm(ext[..., bi[:, 0], :] - ext[..., bi[:, 1], :], dim=-1)
+    angles = torch.rad2deg(bond_angle(ext[..., ai[:, 0], :], ext[..., ai[:, 1], :], ext[..., ai[:, 2], :]))
+    return lengths, ext_mask[..., bi].all(-1), angles, ext_mask[..., ai].all(-1)
+
+
+def measure_bond_geometry(chains: list[tuple[Tensor, Tensor]]) -> tuple[dict[str, float], dict[str, float]]:
+    """Medians of :func:`bond_geometry` over real chains (links across breaks, O3'-P+ >= :data:`LINK_BREAK`, left
+    out): the values of :data:`REAL_BOND_MEDIANS` and :data:`REAL_ANGLE_MEDIANS`.
+
+    Args:
+        chains: (atoms ``[L, 12, 3]``, atom_mask ``[L, 12]``) per chain.
+    Returns:
+        (bond medians keyed "a-b" in Å, angle medians keyed "a-b-c" in degrees), rounded to 4 / 2 decimals.
+    """
+    parts = [bond_geometry(a, m, link_break=LINK_BREAK) for a, m in chains]
+    lengths, bmask = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+    angles, amask = torch.cat([p[2] for p in parts]), torch.cat([p[3] for p in parts])
+    bonds = {"-".join(b): round(float(lengths[bmask[:, k], k].median()), 4) for k, b in enumerate(BONDS)}
+    angs = {"-".join(a): round(float(angles[amask[:, k], k].median()), 2) for k, a in enumerate(ANGLES)}
+    return bonds, angs

@@ -17,6 +17,8 @@ if TYPE_CHECKING:
 
 #: molecule type names; position = the code in batches (``batch["molecule"]``) and dataset items
 MOLECULE_NAMES: tuple[str, ...] = ("protein", "rna")
+#: index of the trace atom (one per residue: CA, C4') in the stored atoms of each type
+TRACE_ATOMS: dict[str, int] = {"protein": 1, "rna": 0}
 _CLASSES = {"protein": ("flowbb.molecules.protein", "Protein"), "rna": ("flowbb.molecules.rna", "RNA")}
 _INSTANCES: dict[str, Molecule] = {}
 
@@ -45,3 +47,19 @@ def molecule_of(batch: Mapping[str, Any]) -> Molecule:
     if len(unique) != 1:
         raise ValueError(f"a batch holds one molecule type, got {[MOLECULE_NAMES[c] for c in unique]}")
     return get_molecule(unique[0])
+
+
+def molecule_of_config(cfg: Mapping[str, Any]) -> Molecule:
+    """The molecule type a training config trains (e.g. the config stored in a checkpoint): ``data.molecule``
+    (``protein`` where the data config has no such key), the one key that says it.
+
+    Raises:
+        ValueError: an unknown type, or a torsion head (``model.num_torsions``, default 1) that does not fit it.
+    """
+    data = cfg.get("data") or {}
+    mol = get_molecule(str(data.get("molecule") or "protein"))
+    heads = int((cfg.get("model") or {}).get("num_torsions", 1) or 1)
+    if heads != mol.num_torsions:
+        raise ValueError(f"data.molecule={mol.name} needs model.num_torsions={mol.num_torsions}, the config has "
+                         f"{heads}")
+    return mol

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
+from pathlib import Path
 
 import torch
 
@@ -28,12 +29,20 @@ class Molecule(ABC):
         atom_names: the A atoms stored per residue (:data:`flowbb.data.store.LAYOUTS`), frame atoms first.
         num_torsions: T, the (sin, cos) pairs of the torsion head (``model.num_torsions``).
         extra_terms: names of the loss terms :meth:`extra_losses` adds to the flow losses.
+        trace_atom: index in :attr:`atom_names` of the one atom per residue of traces (CA, C4'): TM-align,
+            diversity, novelty (:data:`flowbb.molecules.TRACE_ATOMS`).
+        sample_torsions: the key under which the sampler returns the torsions of :meth:`pred_torsions`
+            (``psi`` ``[B, L]`` for proteins, ``torsions`` ``[B, L, T, 2]`` for RNA).
+        default_residue: residue name written to PDB files of samples when none is chosen.
     """
 
     name: str
     atom_names: tuple[str, ...]
     num_torsions: int
     extra_terms: tuple[str, ...] = ()
+    trace_atom: int
+    sample_torsions: str
+    default_residue: str
 
     @property
     def num_atoms(self) -> int:
@@ -83,6 +92,29 @@ class Molecule(ABC):
         Returns:
             atoms ``[B, L, K, 3]`` (Å), mask ``[B, L, K]`` bool.
         """
+
+    @abstractmethod
+    def atoms_from_prediction(self, rots: Tensor, trans: Tensor, torsions: Tensor, res_mask: Tensor) -> Tensor:
+        """All atoms from frames and torsions in the form :meth:`pred_torsions` gives (what the sampler rebuilds).
+
+        Args:
+            rots ``[..., L, 3, 3]``, trans ``[..., L, 3]`` (Å), torsions as :meth:`pred_torsions` (any leading
+            dims), res_mask ``[..., L]``.
+        Returns:
+            ``[..., L, A, 3]`` in :attr:`atom_names` order; masked residues are zeros.
+        """
+
+    @abstractmethod
+    def write_pdb(self, path: str | Path, atoms: Tensor, residue_name: str | None = None,
+                  models: bool = False) -> Path:
+        """Write one sample (``atoms [L, A, 3]``) or a trajectory (``[M, L, A, 3]``, ``models=True``) as a PDB file,
+        chain A, residues 1..L named ``residue_name`` (one name for all, or for RNA a sequence of L letters;
+        None: :attr:`default_residue`). Returns the path."""
+
+    @abstractmethod
+    def sample_metrics(self, atoms: Tensor, res_mask: Tensor) -> list[dict[str, float]]:
+        """Geometry of sampled chains ``atoms [B, L, A, 3]`` with ``res_mask [B, L]``: one dict per chain
+        (:mod:`flowbb.training.metrics`)."""
 
     def extra_losses(
         self, true: tuple[Tensor, Tensor], pred: Tensor, res_mask: Tensor

@@ -9,11 +9,13 @@ Batches made by :meth:`Protein.clean` hold ``psi_1 [B, L]`` (radians) and ``psi_
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 
 import torch
 
 from flowbb.geometry.backbone import ATOM_ORDER, backbone_from_frames, psi_from_backbone
 from flowbb.geometry.rigid import frames_from_backbone
+from flowbb.molecules import TRACE_ATOMS
 from flowbb.molecules.base import Molecule
 
 Tensor = torch.Tensor
@@ -25,6 +27,9 @@ class Protein(Molecule):
     name = "protein"
     atom_names = ATOM_ORDER
     num_torsions = 1
+    trace_atom = TRACE_ATOMS["protein"]
+    sample_torsions = "psi"
+    default_residue = "GLY"
 
     def clean(self, atoms: Tensor, atom_mask: Tensor, res_mask: Tensor, residue_index: Tensor) -> dict[str, Tensor]:
         """Frames by Gram-Schmidt on (C - CA, N - CA), translation CA; ``psi_1``, ``psi_mask`` from
@@ -49,10 +54,10 @@ class Protein(Molecule):
     def pred_torsions(self, model_out: Mapping[str, Tensor], res_mask: Tensor) -> Tensor:
         """``pred_psi [B, L]`` (radians)."""
         if "pred_psi" not in model_out:
-            raise KeyError(f"flow_losses: model_out has no 'pred_psi' (keys: {sorted(model_out)})")
+            raise KeyError(f"model output has no 'pred_psi' (keys: {sorted(model_out)})")
         psi = model_out["pred_psi"]
         if psi.shape != res_mask.shape:
-            raise ValueError(f"flow_losses: pred_psi {tuple(psi.shape)} does not match res_mask {tuple(res_mask.shape)}")
+            raise ValueError(f"model output: pred_psi {tuple(psi.shape)} does not match res_mask {tuple(res_mask.shape)}")
         return psi
 
     def rebuild(self, rots: Tensor, trans: Tensor, torsions: Tensor, res_mask: Tensor | None = None) -> Tensor:
@@ -68,3 +73,21 @@ class Protein(Molecule):
         valid = res_mask.bool()
         mask = torch.cat([valid[..., None].expand(*valid.shape, 3), torsion_mask.bool()[..., None]], dim=-1)
         return atoms, mask & valid[..., None]
+
+    def atoms_from_prediction(self, rots: Tensor, trans: Tensor, torsions: Tensor, res_mask: Tensor) -> Tensor:
+        """N, CA, C, O ``[..., L, 4, 3]`` from frames and psi ``[..., L]`` (radians)."""
+        return backbone_from_frames(rots, trans, torsions, res_mask=res_mask)
+
+    def write_pdb(self, path: str | Path, atoms: Tensor, residue_name: str | None = None,
+                  models: bool = False) -> Path:
+        """N, CA, C, O of every residue (poly-GLY unless ``residue_name``), chain A."""
+        from flowbb.data.structure_io import write_backbone_pdb
+
+        return write_backbone_pdb(path, atoms, residue_name=residue_name or self.default_residue, chain_id="A",
+                                  models=models)
+
+    def sample_metrics(self, atoms: Tensor, res_mask: Tensor) -> list[dict[str, float]]:
+        """:func:`flowbb.training.metrics.backbone_metrics` (CA-CA, clashes, Rg, DSSP fractions)."""
+        from flowbb.training.metrics import backbone_metrics
+
+        return backbone_metrics(atoms, res_mask)

@@ -13,10 +13,12 @@ gives ``pred_torsions [B, L, 8, 2]`` (unit (sin, cos) pairs).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 
 import torch
 
 from flowbb.geometry import rna
+from flowbb.molecules import TRACE_ATOMS
 from flowbb.molecules.base import Molecule
 
 Tensor = torch.Tensor
@@ -34,6 +36,9 @@ class RNA(Molecule):
     atom_names = rna.ATOM_ORDER
     num_torsions = rna.NUM_TORSIONS
     extra_terms = ("torsion",)
+    trace_atom = TRACE_ATOMS["rna"]
+    sample_torsions = "torsions"
+    default_residue = "N"
 
     def clean(self, atoms: Tensor, atom_mask: Tensor, res_mask: Tensor, residue_index: Tensor) -> dict[str, Tensor]:
         """Frames from C4', O4', C3' and the eight torsions (:func:`flowbb.geometry.rna.torsions_from_atoms`).
@@ -57,10 +62,10 @@ class RNA(Molecule):
     def pred_torsions(self, model_out: Mapping[str, Tensor], res_mask: Tensor) -> Tensor:
         """``pred_torsions [B, L, 8, 2]``."""
         if "pred_torsions" not in model_out:
-            raise KeyError(f"flow_losses: model_out has no 'pred_torsions' (keys: {sorted(model_out)})")
+            raise KeyError(f"model output has no 'pred_torsions' (keys: {sorted(model_out)})")
         pred = model_out["pred_torsions"]
         if pred.shape != (*res_mask.shape, self.num_torsions, 2):
-            raise ValueError(f"flow_losses: pred_torsions {tuple(pred.shape)} is not [B, L, {self.num_torsions}, 2] "
+            raise ValueError(f"model output: pred_torsions {tuple(pred.shape)} is not [B, L, {self.num_torsions}, 2] "
                              f"for res_mask {tuple(res_mask.shape)}: the model needs model.num_torsions="
                              f"{self.num_torsions} for RNA")
         return pred
@@ -73,6 +78,36 @@ class RNA(Molecule):
         """PDB atom names per nucleotide of ``sequence`` (A, C, G, U or N), :data:`flowbb.geometry.rna.ATOM_ORDER`
         with the base atom named N9 or N1 (for :func:`flowbb.data.structure_io.write_backbone_pdb`)."""
         return [tuple(GLYCOSIDIC_PDB_NAME.get(c, "N9") if a == "N" else a for a in self.atom_names) for c in sequence]
+
+    def atoms_from_prediction(self, rots: Tensor, trans: Tensor, torsions: Tensor, res_mask: Tensor) -> Tensor:
+        """The 12 atoms ``[..., L, 12, 3]`` from frames and ``torsions [..., L, 8, 2]``."""
+        return rna.atoms_from_frames(rots, trans, torsions, res_mask)
+
+    def residue_names(self, length: int, residue_name: str | None = None) -> list[str]:
+        """L nucleotide names: one letter (A, C, G, U or N) for all, or a sequence of ``length`` letters
+        (None: N)."""
+        name = (residue_name or self.default_residue).upper()
+        names = list(name) if len(name) == length else [name] * length
+        bad = sorted({c for c in names if c not in GLYCOSIDIC_PDB_NAME})
+        if bad or len(names) != length:
+            raise ValueError(f"RNA residue names: one of A, C, G, U, N, or a sequence of {length} of them; got "
+                             f"{residue_name!r}")
+        return names
+
+    def write_pdb(self, path: str | Path, atoms: Tensor, residue_name: str | None = None,
+                  models: bool = False) -> Path:
+        """The 12 rebuilt atoms of every nucleotide (base atom N9 or N1 by residue name; N: N9), chain A."""
+        from flowbb.data.structure_io import write_backbone_pdb
+
+        names = self.residue_names(atoms.shape[-3], residue_name)
+        return write_backbone_pdb(path, atoms, residue_name=names, chain_id="A", models=models,
+                                  atom_names=self.pdb_atom_names("".join(names)))
+
+    def sample_metrics(self, atoms: Tensor, res_mask: Tensor) -> list[dict[str, float]]:
+        """:func:`flowbb.training.metrics.rna_backbone_metrics` (C4'-C4', clashes, Rg, bonds and angles)."""
+        from flowbb.training.metrics import rna_backbone_metrics
+
+        return rna_backbone_metrics(atoms, res_mask)
 
     def loss_atoms(
         self, rots: Tensor, trans: Tensor, torsions: Tensor, torsion_mask: Tensor, res_mask: Tensor

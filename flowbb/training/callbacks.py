@@ -17,8 +17,9 @@ import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import WandbLogger
 
+from flowbb.molecules import molecule_of_config
 from flowbb.training.ema import EMA
-from flowbb.training.metrics import backbone_metrics, mean_metrics
+from flowbb.training.metrics import mean_metrics
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +73,11 @@ class SampleValidation(Callback):
     ``out_dir/step_<N>/`` and logs their mean geometry (``val/ca_ca_deviation``, ``val/ca_ca_mean``,
     ``val/clashes``, ``val/rg``, ``val/rg_ratio``, ``val/helix_frac``, ``val/strand_frac``, ``val/coil_frac``,
     ``val/sample_seconds``) to every logger, plus the structures as ``wandb.Molecule`` when W&B logs and
-    ``log_structures`` is set.
+    ``log_structures`` is set. The molecule type is the training config's
+    (:func:`flowbb.molecules.molecule_of_config`): RNA runs sample through the torsion head, write the 12 rebuilt
+    atoms and log the RNA geometry of :func:`flowbb.training.metrics.rna_backbone_metrics` (``val/c4_c4_mean``,
+    ``val/c4_c4_deviation``, ``val/c4_c4_in_range``, ``val/clashes``, ``val/rg``, ``val/rg_ratio``,
+    ``val/bond_deviation``, ``val/angle_deviation``, ``val/o3p_mean``).
 
     Args:
         every_n_steps: period in optimizer steps (0: only at the end).
@@ -115,7 +120,6 @@ class SampleValidation(Callback):
     @torch.no_grad()
     def validate(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, float]:
         """Sample, measure, write and log (rank 0 only; other ranks return at once). Returns the metrics."""
-        from flowbb.data.structure_io import write_backbone_pdb
         from flowbb.flow.sampler import sample_lengths
 
         step = trainer.global_step
@@ -123,6 +127,7 @@ class SampleValidation(Callback):
         if not trainer.is_global_zero:
             return {}
         model = pl_module.model
+        molecule = molecule_of_config(pl_module.cfg)
         ema = find_ema(trainer)
         lengths = [n for n in self.lengths for _ in range(self.samples_per_length)]
         device = pl_module.device
@@ -134,11 +139,11 @@ class SampleValidation(Callback):
             with ctx:
                 model.eval()
                 out = sample_lengths(lambda b: model(b), lengths, pl_module.flow_cfg, device=device,
-                                     num_steps=self.num_steps, generator=generator)
+                                     num_steps=self.num_steps, generator=generator, molecule=molecule)
         finally:
             model.train(was_training)
         seconds = time.perf_counter() - t0
-        rows = backbone_metrics(out["atoms"], out["res_mask"])
+        rows = molecule.sample_metrics(out["atoms"], out["res_mask"])
         metrics = mean_metrics(rows, prefix="val/")
         metrics["val/sample_seconds"] = seconds
         step_dir = self.out_dir / f"step_{step:07d}"
@@ -149,7 +154,7 @@ class SampleValidation(Callback):
             i = counts.get(n, 0)
             counts[n] = i + 1
             path = step_dir / f"len{n}_{i}.pdb"
-            write_backbone_pdb(path, out["atoms"][b, :n].float().cpu())
+            molecule.write_pdb(path, out["atoms"][b, :n].float().cpu())
             paths.append(path)
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=step)

@@ -35,6 +35,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from flowbb.errors import UserError
 from flowbb.flow.config import FlowConfig, as_flow_config
+from flowbb.molecules import molecule_of_config
+from flowbb.molecules.base import Molecule
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +77,7 @@ class LoadedCheckpoint:
         weights: ``"ema"`` or ``"raw"`` (what was loaded into ``model``).
         global_step: optimizer steps of the run when the checkpoint was written (-1 when not recorded).
         ema_num_updates: EMA updates behind the EMA weights (0 when there are none).
+        molecule: the molecule type the model generates (:func:`flowbb.molecules.molecule_of_config` of ``cfg``).
     """
 
     model: torch.nn.Module
@@ -85,6 +88,7 @@ class LoadedCheckpoint:
     weights: str
     global_step: int
     ema_num_updates: int
+    molecule: Molecule
 
     def model_fn(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """``model(batch)``: the ``model_fn`` that :func:`flowbb.flow.sampler.sample` takes."""
@@ -229,6 +233,10 @@ def load_checkpoint(path: str | Path, use_ema: bool = True, device: str | torch.
         flow_cfg = as_flow_config(cfg.flow)
     except (TypeError, ValueError) as exc:
         raise FlowbbCheckpointError(p, f"invalid stored flow config: {exc}") from exc
+    try:
+        molecule = molecule_of_config(cfg)
+    except ValueError as exc:
+        raise FlowbbCheckpointError(p, f"stored config: {exc}") from exc
 
     weights = "raw"
     ema_updates = int(ckpt.get(EMA_UPDATES_KEY, 0) or 0)
@@ -246,4 +254,5 @@ def load_checkpoint(path: str | Path, use_ema: bool = True, device: str | torch.
     for param in model.parameters():
         param.requires_grad_(False)
     return LoadedCheckpoint(model=model, cfg=cfg, flow_cfg=flow_cfg, path=p, device=dev, weights=weights,
-                            global_step=int(ckpt.get("global_step", -1)), ema_num_updates=ema_updates)
+                            global_step=int(ckpt.get("global_step", -1)), ema_num_updates=ema_updates,
+                            molecule=molecule)

@@ -2,7 +2,9 @@
 
 Output layout (``out_dir``)::
 
-    length_<L>/sample_<i>.pdb             N, CA, C, O of every residue; poly-GLY, chain A, residues 1..L
+    length_<L>/sample_<i>.pdb             the atoms of every residue, chain A, residues 1..L: proteins N, CA, C, O
+                                          (poly-GLY); RNA the 12 rebuilt atoms (C4' ... OP2, base N9/N1; all N
+                                          or the chosen nucleotide), by the checkpoint's molecule type
     length_<L>/sample_<i>_traj.pdb        (save_traj) x_t at every grid time: num_steps + 1 models
     length_<L>/sample_<i>_pred_traj.pdb   (save_traj) the clean prediction at every grid time: num_steps + 1 models
     samples.csv                           one row per sample (see :data:`CSV_COLUMNS`)
@@ -35,10 +37,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from flowbb.data.structure_io import write_backbone_pdb
 from flowbb.flow.config import FlowConfig, as_flow_config
 from flowbb.flow.interpolant import Interpolant
 from flowbb.flow.sampler import ModelFn, res_mask_from_lengths, sample
+from flowbb.molecules import get_molecule
+from flowbb.molecules.base import Molecule
 
 Tensor = torch.Tensor
 
@@ -98,7 +101,8 @@ class SampleBatch:
 
 @dataclasses.dataclass
 class GeneratedSample:
-    """One written sample: its file, seed, timing and coordinates ``atoms [L, 4, 3]`` (float32, Å)."""
+    """One written sample: its file, seed, timing and coordinates ``atoms [L, A, 3]`` (float32, Å; A = 4 for
+    proteins (N, CA, C, O), 12 for RNA (:data:`flowbb.geometry.rna.ATOM_ORDER`))."""
 
     path: Path
     length: int
@@ -199,12 +203,13 @@ def draw_priors(flow_cfg: FlowConfig, length: int, seeds: Sequence[int],
 
 
 def sample_batch(model_fn: ModelFn, flow_cfg: FlowConfig | Mapping[str, Any], length: int, seeds: Sequence[int],
-                 settings: SamplingSettings, device: torch.device | str = "cpu") -> dict[str, Tensor]:
+                 settings: SamplingSettings, device: torch.device | str = "cpu",
+                 molecule: Molecule | str = "protein") -> dict[str, Tensor]:
     """Sample ``len(seeds)`` backbones of ``length`` residues in one batch (per-sample priors, see module doc).
 
     Returns:
-        the dict of :func:`flowbb.flow.sampler.sample` (``atoms [B, L, 4, 3]`` etc., trajectories with
-        ``settings.save_traj``).
+        the dict of :func:`flowbb.flow.sampler.sample` (``atoms [B, L, A, 3]`` of the molecule type etc.,
+        trajectories with ``settings.save_traj``).
     """
     fc = as_flow_config(flow_cfg)
     s = settings.resolved(fc)
@@ -213,7 +218,8 @@ def sample_batch(model_fn: ModelFn, flow_cfg: FlowConfig | Mapping[str, Any], le
     noise_gen = torch.Generator().manual_seed(int(seeds[0]) ^ 0x5DEECE66D)
     mask = res_mask_from_lengths([length] * len(seeds), device=device)
     return sample(model_fn, mask, fc, num_steps=s.num_steps, rot_rate=s.rot_rate, noise_scale=s.noise_scale,
-                  self_condition=s.self_condition, generator=noise_gen, save_traj=s.save_traj, prior=prior)
+                  self_condition=s.self_condition, generator=noise_gen, save_traj=s.save_traj, prior=prior,
+                  molecule=molecule)
 
 
 def _sync(device: torch.device) -> None:
@@ -235,11 +241,14 @@ def generate(
     weights: str = "",
     overwrite: bool = False,
     on_batch: Callable[[SampleBatch, float], None] | None = None,
+    molecule: Molecule | str = "protein",
+    residue_name: str | None = None,
 ) -> list[GeneratedSample]:
     """Sample ``samples_per_length`` backbones of every length and write them under ``out_dir``.
 
     Args:
-        model_fn: ``model_fn(batch) -> {pred_rots, pred_trans, pred_psi}`` (a FlowModel in eval mode on ``device``).
+        model_fn: ``model_fn(batch) -> {pred_rots, pred_trans, pred_psi / pred_torsions}`` (a FlowModel in eval mode
+            on ``device``).
         flow_cfg: the flow config of the model (prior scale, min_t, sampler defaults).
         lengths: chain lengths (a length listed twice is sampled once).
         samples_per_length: samples per length.
@@ -250,12 +259,17 @@ def generate(
         checkpoint, weights: recorded in ``samples.csv`` (checkpoint path, ``ema``/``raw``).
         overwrite: allow a non-empty ``out_dir`` (an earlier run's samples are removed).
         on_batch: called after each batch with the batch and its seconds (progress bars).
+        molecule: the molecule type the model generates (:func:`flowbb.molecules.molecule_of_config` of its
+            training config): the torsions read, the atoms rebuilt, the PDB layout.
+        residue_name: one residue name for every residue in the PDB files (None: the molecule's default, GLY for
+            proteins, N for RNA; RNA takes A, C, G, U or N).
     Returns:
         one :class:`GeneratedSample` per sample, in the order of ``lengths`` then index; ``samples.csv`` holds the
         same rows (columns :data:`CSV_COLUMNS`; ``seconds`` is the batch time divided by the batch size).
     """
     fc = as_flow_config(flow_cfg)
     s = (settings or SamplingSettings()).resolved(fc)
+    mol = get_molecule(molecule) if isinstance(molecule, str) else molecule
     if int(seed) < 0:
         raise ValueError(f"seed must be >= 0, got {seed}")
     device = torch.device(device)
@@ -272,7 +286,7 @@ def generate(
             seeds = [sample_seed(int(seed), n, i) for i in batch.indices]
             _sync(device)
             t0 = time.perf_counter()
-            res = sample_batch(model_fn, fc, n, seeds, s, device)
+            res = sample_batch(model_fn, fc, n, seeds, s, device, molecule=mol)
             _sync(device)
             seconds = time.perf_counter() - t0
             atoms = res["atoms"].detach().float().cpu()
@@ -281,15 +295,14 @@ def generate(
                                          "coordinates")
             sub = out / f"length_{n}"
             for row, (i, sd) in enumerate(zip(batch.indices, seeds, strict=True)):
-                path = write_backbone_pdb(sub / f"sample_{i}.pdb", atoms[row].numpy(), residue_name="GLY",
-                                          chain_id="A", models=False)
+                path = mol.write_pdb(sub / f"sample_{i}.pdb", atoms[row].numpy(), residue_name, models=False)
                 traj_path = pred_path = None
                 if s.save_traj:
-                    traj_path = write_backbone_pdb(sub / f"sample_{i}_traj.pdb",
-                                                   res["traj_atoms"][:, row].float().cpu().numpy(), models=True)
-                    pred_path = write_backbone_pdb(sub / f"sample_{i}_pred_traj.pdb",
-                                                   res["clean_traj_atoms"][:, row].float().cpu().numpy(),
-                                                   models=True)
+                    traj_path = mol.write_pdb(sub / f"sample_{i}_traj.pdb",
+                                              res["traj_atoms"][:, row].float().cpu().numpy(), residue_name, models=True)
+                    pred_path = mol.write_pdb(sub / f"sample_{i}_pred_traj.pdb",
+                                              res["clean_traj_atoms"][:, row].float().cpu().numpy(), residue_name,
+                                              models=True)
                 item = GeneratedSample(path=path, length=n, index=i, seed=sd, seconds=seconds / len(seeds),
                                        atoms=atoms[row].numpy(), traj_path=traj_path, pred_traj_path=pred_path)
                 results.append(item)
@@ -319,12 +332,14 @@ def generate_from_checkpoint(
     overwrite: bool = False,
     on_batch: Callable[[SampleBatch, float], None] | None = None,
     trust: bool = False,
+    residue_name: str | None = None,
 ) -> list[GeneratedSample]:
     """:func:`generate` with the network of a flowbb checkpoint (see :func:`flowbb.training.checkpoint.load_checkpoint`;
-    ``trust`` allows full unpickling of a checkpoint holding Python objects)."""
+    ``trust`` allows full unpickling of a checkpoint holding Python objects), for the molecule type of its training
+    config."""
     from flowbb.training.checkpoint import load_checkpoint
 
     loaded = load_checkpoint(ckpt_path, use_ema=use_ema, device=device, trust=trust)
     return generate(loaded.model_fn, loaded.flow_cfg, lengths, samples_per_length, out_dir, seed=seed,
                     settings=settings, device=loaded.device, checkpoint=str(loaded.path), weights=loaded.weights,
-                    overwrite=overwrite, on_batch=on_batch)
+                    overwrite=overwrite, on_batch=on_batch, molecule=loaded.molecule, residue_name=residue_name)

@@ -212,3 +212,29 @@ def test_shape_errors_are_clear() -> None:
         rna.frames_from_atoms(torch.zeros(5, 4, 3))
     with pytest.raises(ValueError, match="torsions"):
         rna.atoms_from_frames(torch.eye(3).expand(5, 3, 3), torch.zeros(5, 3), torch.zeros(5, 7, 2))
+
+
+def test_real_bond_and_angle_medians_are_rederived(rna_chains: list) -> None:
+    """REAL_BOND_MEDIANS / REAL_ANGLE_MEDIANS (the geometry checks' reference) re-derived from all 199 chains."""
+    bonds, angles = rna.measure_bond_geometry([_tensors(c) for _, c in rna_chains])
+    assert set(bonds) == set(rna.REAL_BOND_MEDIANS) and set(angles) == set(rna.REAL_ANGLE_MEDIANS)
+    for name, value in rna.REAL_BOND_MEDIANS.items():
+        assert abs(bonds[name] - value) <= 0.002, (name, bonds[name])
+    for name, value in rna.REAL_ANGLE_MEDIANS.items():
+        assert abs(angles[name] - value) <= 0.2, (name, angles[name])
+    # the bonds and angles the rebuild places are its ideal constants
+    for (_, b, c, d) in rna.TORSIONS:
+        assert abs(rna.REAL_BOND_MEDIANS.get(f"{c}-{d}", rna.REAL_BOND_MEDIANS.get(f"{d}-{c}", 0.0))
+                   - rna.IDEAL_BONDS[d]) <= 0.002, d
+
+
+def test_bond_geometry_masks_the_last_link_and_breaks(rna_chains: list) -> None:
+    atoms, mask = _tensors(rna_chains[0][1])
+    lengths, bmask, angles, amask = rna.bond_geometry(atoms, mask)
+    link = rna.BONDS.index(("O3'", "P+"))
+    assert lengths.shape == (len(atoms), len(rna.BONDS)) and angles.shape == (len(atoms), len(rna.ANGLES))
+    assert not bmask[-1, link] and not amask[-1, rna.ANGLES.index(("C3'", "O3'", "P+"))]
+    moved = atoms.clone()
+    moved[5:] += 10.0  # a break between nucleotides 4 and 5
+    _, broken, _, _ = rna.bond_geometry(moved, mask, link_break=rna.LINK_BREAK)
+    assert bmask[4, link] and not broken[4, link] and torch.equal(broken[:4], bmask[:4])

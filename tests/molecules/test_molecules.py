@@ -51,3 +51,15 @@ def test_clean_and_rebuild_real_chains(shared_data, ddg_files):
     assert _rebuild_rmsd("rna", chain.atoms, chain.atom_mask) < 0.3
     protein = read_chains(ddg_files[0]).chains[0]
     assert _rebuild_rmsd("protein", protein.atoms, protein.atom_mask) < 0.3
+
+
+def test_molecule_of_config_reads_data_molecule():
+    """``data.molecule`` says the type (protein without the key); the torsion head must fit it."""
+    from flowbb.molecules import get_molecule, molecule_of_config
+
+    assert molecule_of_config({"data": {}, "model": {}}) is get_molecule("protein")
+    assert molecule_of_config({"data": {"molecule": "rna"}, "model": {"num_torsions": 8}}) is get_molecule("rna")
+    with pytest.raises(ValueError, match="num_torsions=8"):
+        molecule_of_config({"data": {"molecule": "rna"}, "model": {"num_torsions": 1}})
+    with pytest.raises(ValueError, match="unknown molecule"):
+        molecule_of_config({"data": {"molecule": "dna"}, "model": {}})

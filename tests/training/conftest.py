@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from train_testdata import RNA_FILES
 
 # 12 ddg files: 20 chains, 18 of 60-512 residues (T4 lysozyme, barnase, BPTI, ...)
 SMALL_SET_FILES = 12
@@ -22,4 +23,17 @@ def small_processed(tmp_path_factory: pytest.TempPathFactory, ddg_files: list[Pa
     for path in ddg_files[:SMALL_SET_FILES]:
         shutil.copy(path, raw / path.name)
     preprocess(raw, root / "processed", num_workers=0, progress=False)
+    return root / "processed"
+
+
+@pytest.fixture(scope="session")
+def rna_processed(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Path:
+    """A processed store of the ``RNA_FILES`` chains (train_testdata.py), built once per session."""
+    from flowbb.data.preprocess import preprocess
+
+    root = tmp_path_factory.mktemp("rna_set")
+    (root / "raw").mkdir()
+    for name in RNA_FILES:
+        shutil.copy(shared_data / "rna" / name, root / "raw" / name)
+    preprocess(root / "raw", root / "processed", num_workers=0, progress=False)
     return root / "processed"

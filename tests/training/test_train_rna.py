@@ -5,38 +5,18 @@ from __future__ import annotations
 
 import csv
 import math
-import shutil
 from pathlib import Path
 
 import pytest
 import torch
-from train_testdata import compose_train_config
+from train_testdata import RNA_FILES, compose_train_config
 
 from flowbb.training.checkpoint import load_checkpoint
 from flowbb.training.module import FlowModule
 from flowbb.training.run import train
 
-RNA_FILES = [
-    "grnade__RCSB__B.pdb.gz",
-    "rna3dbench__6JQ5_clean_fixed__A.pdb.gz",
-    "medium__1XJR__A.pdb.gz",
-    "medium__3D2V__A.pdb.gz",
-    "medium__R1107__A.pdb.gz",  # CASP: held out
-]
 RNA_SMALL = ["experiment=rna_cpu_small", "logger=csv", "trainer.log_every_n_steps=1", "data.loader.num_workers=0",
-             "data.split.num_val_chains=0", "data.batcher.max_tokens=512"]
-
-
-@pytest.fixture(scope="module")
-def rna_processed(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Path:
-    from flowbb.data.preprocess import preprocess
-
-    root = tmp_path_factory.mktemp("rna_set")
-    (root / "raw").mkdir()
-    for name in RNA_FILES:
-        shutil.copy(shared_data / "rna" / name, root / "raw" / name)
-    preprocess(root / "raw", root / "processed", num_workers=0, progress=False)
-    return root / "processed"
+             "data.split.num_val_chains=0", "data.batcher.max_tokens=512", "callbacks.validation.run_at_end=false"]
 
 
 def test_rna_cpu_small_trains_and_checkpoints(rna_processed: Path, tmp_path: Path) -> None:

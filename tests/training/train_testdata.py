@@ -9,6 +9,14 @@ from omegaconf import DictConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CONFIG_DIR = REPO_ROOT / "configs"
+# five real RNA chains of ../shared/data/rna (40-70 nt); the CASP chain R1107 is held out by data=rna's split
+RNA_FILES = [
+    "grnade__RCSB__B.pdb.gz",
+    "rna3dbench__6JQ5_clean_fixed__A.pdb.gz",
+    "medium__1XJR__A.pdb.gz",
+    "medium__3D2V__A.pdb.gz",
+    "medium__R1107__A.pdb.gz",  # CASP: held out
+]
 
 
 def compose_train_config(run_dir: Path, overrides: list[str]) -> DictConfig:
