@@ -24,6 +24,14 @@ WORK="${FLOWBB_GPU_WORK:-/tmp/flowbb_gpu}"   # the run and samples (checkpoints 
 DATA="${FLOWBB_GPU_DATA:-data/processed/shared}"
 WHEELS=("hydra-core==1.3.2" "omegaconf==2.3.0" "antlr4-python3-runtime==4.9.3" "tmtools==0.3.0")
 
+use_wheels() {  # the carried wheels (if any) and flowbb from the working tree, on the bare GPU image
+  if [ -d .whl ]; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*
+    export PYTHONPATH="/tmp/site:${PYTHONPATH:-}"
+  fi
+  export PYTHONPATH="$PWD:${PYTHONPATH:-}" PYTHONUNBUFFERED=1
+}
+
 case "$part" in
   wheels)
     echo "/.whl/" >> .git/info/exclude
@@ -35,11 +43,7 @@ case "$part" in
     ls -la .whl
     ;;
   kernels)
-    if [ -d .whl ]; then
-      python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*
-      export PYTHONPATH="/tmp/site:${PYTHONPATH:-}"
-    fi
-    export PYTHONPATH="$PWD:${PYTHONPATH:-}" PYTHONUNBUFFERED=1
+    use_wheels
     mkdir -p "$OUT"
     start=$(date +%s)
     # parity (fp32 1e-4, bf16 3e-2 relative, tests/model/test_flash_ipa.py) and the CUDA attention tests
@@ -53,11 +57,7 @@ case "$part" in
     echo "gpu_check kernels: done in $(( $(date +%s) - start )) s"
     ;;
   learn)
-    if [ -d .whl ]; then
-      python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*
-      export PYTHONPATH="/tmp/site:${PYTHONPATH:-}"
-    fi
-    export PYTHONPATH="$PWD:${PYTHONPATH:-}" PYTHONUNBUFFERED=1
+    use_wheels
     if [ ! -f "$DATA/metadata.parquet" ]; then
       echo "gpu_check learn: no processed set at $DATA; make it here and carry it (see the header)" >&2
       exit 2

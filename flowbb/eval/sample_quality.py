@@ -23,6 +23,7 @@ import torch
 
 from flowbb.eval.metrics import backbone_metrics
 from flowbb.geometry.backbone import dihedral
+from flowbb.geometry.checks import folded_rg
 
 QUALITY_KEYS = ("ca_ca_deviation", "clashes_per_100", "helix_frac", "strand_frac", "coil_frac",
                 "rg_ratio", "rama_allowed", "mpnn_nll")
@@ -99,12 +100,6 @@ class RamachandranRegion:
         return float(self.allowed[i, j].mean())
 
 
-def natural_rg(length: int | np.ndarray) -> np.ndarray:
-    """Radius of gyration (Å) of a folded chain of ``length`` residues: ``2.2 L^0.38`` (the scaling that
-    :mod:`flowbb.training.metrics` uses; the benchmark also reports natural chains measured directly)."""
-    return 2.2 * np.power(np.asarray(length, dtype=np.float64), 0.38)
-
-
 def structure_quality(atoms: np.ndarray, atom_mask: np.ndarray | None, region: RamachandranRegion,
                       sequence: str | None = None, designer=None, seed: int = 0, generated: bool = False,
                       ) -> dict[str, float]:
@@ -121,7 +116,7 @@ def structure_quality(atoms: np.ndarray, atom_mask: np.ndarray | None, region: R
     Returns:
         ``length``, ``ca_ca_deviation`` (Å), ``clashes`` (CA pairs < 3 Å, |i - j| >= 3), ``clashes_per_100``,
         ``helix_frac``, ``strand_frac``, ``coil_frac``, ``radius_of_gyration`` (Å), ``rg_ratio`` (over
-        :func:`natural_rg`), ``rama_allowed``, ``mpnn_nll`` (mean over the designs; NaN without a designer).
+        :func:`flowbb.geometry.checks.folded_rg`), ``rama_allowed``, ``mpnn_nll`` (mean over the designs; NaN without a designer).
     """
     atoms = np.asarray(atoms, dtype=np.float32)
     mask = np.ones(atoms.shape[:2], dtype=bool) if atom_mask is None else np.asarray(atom_mask, dtype=bool)
@@ -141,7 +136,7 @@ def structure_quality(atoms: np.ndarray, atom_mask: np.ndarray | None, region: R
         "strand_frac": float(geo["strand_frac"]),
         "coil_frac": float(geo["coil_frac"]),
         "radius_of_gyration": float(geo["radius_of_gyration"]),
-        "rg_ratio": float(geo["radius_of_gyration"]) / float(natural_rg(max(length, 1))),
+        "rg_ratio": float(geo["radius_of_gyration"]) / folded_rg(length),
         "rama_allowed": region.allowed_fraction(phi[ok], psi[ok]),
         "mpnn_nll": nll,
     }

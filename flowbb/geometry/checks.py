@@ -13,6 +13,12 @@ Tensor = torch.Tensor
 IDEAL_CA_CA = 3.8
 
 
+def folded_rg(length: float) -> float:
+    """Radius of gyration (Å) of a compact folded protein chain of ``length`` residues, ``2.2 L^0.38``: the
+    reference of every ``rg_ratio`` (validation metrics, the learning benchmark)."""
+    return 2.2 * max(float(length), 1.0) ** 0.38
+
+
 def _check(ca: Tensor, mask: Tensor, name: str) -> None:
     if ca.shape[-1] != 3 or mask.shape != ca.shape[:-1]:
         raise ValueError(

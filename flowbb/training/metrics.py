@@ -9,7 +9,13 @@ import math
 import torch
 
 from flowbb.geometry import rna
-from flowbb.geometry.checks import ca_ca_deviation, ca_ca_distances, count_clashes, radius_of_gyration
+from flowbb.geometry.checks import (
+    ca_ca_deviation,
+    ca_ca_distances,
+    count_clashes,
+    folded_rg,
+    radius_of_gyration,
+)
 
 Tensor = torch.Tensor
 
@@ -50,7 +56,7 @@ def backbone_metrics(atoms: Tensor, res_mask: Tensor) -> list[dict[str, float]]:
             "ca_ca_deviation": float(dev[b]),
             "clashes": float(clashes[b]),
             "rg": float(rg[b]),
-            "rg_ratio": float(rg[b]) / (2.2 * math.pow(max(n, 1), 0.38)),
+            "rg_ratio": float(rg[b]) / folded_rg(n),
             "helix_frac": float(fr["helix_frac"]),
             "strand_frac": float(fr["strand_frac"]),
             "coil_frac": float(fr["coil_frac"]),

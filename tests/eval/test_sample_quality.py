@@ -12,10 +12,10 @@ from flowbb.data.structure_io import read_chains
 from flowbb.eval.sample_quality import (
     RamachandranRegion,
     group_summary,
-    natural_rg,
     phi_psi,
     structure_quality,
 )
+from flowbb.geometry.checks import folded_rg
 
 
 @pytest.fixture(scope="module")
@@ -90,4 +90,4 @@ def test_structure_quality_of_natural_and_broken_backbones(chains: list) -> None
     summary = group_summary([q, bad])
     assert summary["count"] == 2 and summary["ca_ca_deviation_max"] == bad["ca_ca_deviation"]
     assert summary["mpnn_nll"] == q["mpnn_nll"]  # NaN-aware mean
-    np.testing.assert_allclose(natural_rg(100), 2.2 * 100**0.38)
+    np.testing.assert_allclose(folded_rg(100), 2.2 * 100**0.38)
