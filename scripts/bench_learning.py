@@ -240,7 +240,9 @@ def write_outputs(result: dict, out: Path) -> None:
     axes[0].set(xlabel="step", ylabel="held-out total loss", title="held-out loss per t")
     axes[1].set(xlabel="step", ylabel="progress x_t -> x_1", title="clean prediction's progress")
     axes[0].legend(fontsize=7)
-    for term in ("trans", "rot", "bb_atom", "pair_dist"):
+    for term in ("trans", "rot", "bb_atom", "pair_dist", "clash"):
+        if term not in result["curve"][0]:  # reports written before the clash term
+            continue
         axes[2].plot(steps, [float(np.mean(r[term])) for r in result["curve"]], label=term)
     axes[2].set(xlabel="step", ylabel="mean over t", title="held-out loss terms", yscale="log")
     axes[2].legend(fontsize=7)

@@ -45,8 +45,11 @@ class FlowConfig:
         length_scale: Å -> loss units for translations and atoms (0.1: nm, as FrameFlow/FoldFlow).
         loss_t_clip: errors are divided by 1 - min(t, loss_t_clip).
         loss_trans_weight, loss_rot_weight, loss_bb_atom_weight, loss_pair_dist_weight: term weights.
+        loss_clash_weight: weight of the ``clash`` term (predicted frame origins closer than the molecule type's
+            ``clash_distance`` among each residue's ``pair_dist_k`` nearest predicted neighbours;
+            :mod:`flowbb.flow.losses`); 0 leaves it out of ``total`` (it is still computed and logged).
         loss_torsion_weight: weight of the torsion (sin, cos) L2 term of molecule types that have one (RNA).
-        aux_t_threshold: backbone-atom and pair-distance terms only for samples with t > this.
+        aux_t_threshold: backbone-atom, pair-distance, clash and torsion terms only for samples with t > this.
         pair_dist_k: neighbours per residue (kNN on the true CA) for the pair-distance loss.
         knn_chunk_size: query chunk of the neighbour search (memory O(chunk * L)).
         loss_t_bins: number of equal-width t bins for per-t-bin logging.
@@ -74,6 +77,7 @@ class FlowConfig:
     loss_rot_weight: float = 1.0
     loss_bb_atom_weight: float = 0.25
     loss_pair_dist_weight: float = 0.25
+    loss_clash_weight: float = 0.0
     loss_torsion_weight: float = 1.0
     aux_t_threshold: float = 0.75
     pair_dist_k: int = 10
@@ -108,6 +112,7 @@ class FlowConfig:
             "loss_rot_weight",
             "loss_bb_atom_weight",
             "loss_pair_dist_weight",
+            "loss_clash_weight",
             "loss_torsion_weight",
             "sample_noise_scale",
         ):

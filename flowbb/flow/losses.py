@@ -12,6 +12,14 @@ All terms are computed per sample, then averaged over the batch. Lengths enter i
 - ``pair_dist``: for each residue i and each of its ``pair_dist_k`` nearest neighbours j in the TRUE structure
   (kNN on the true frame origins), the K x K loss-atom distances |a_i - b_j| of prediction vs truth. Only for
   t > ``aux_t_threshold``. Memory and time O(B L k).
+- ``clash``: for each residue i and each of its ``pair_dist_k`` nearest neighbours j in the PREDICTED structure
+  (kNN on the predicted frame origins, CA / C4') at sequence separation |i - j| >= the molecule type's
+  ``clash_min_seq_sep``, ``relu(clash_distance - |x_i - x_j|)`` (in ``length_scale`` units, divided by
+  ``1 - min(t, loss_t_clip)``) squared, summed over the pairs and averaged over residues. The distances are the
+  molecule's (:class:`~flowbb.molecules.base.Molecule`; protein 3.8 Å at |i - j| >= 3, RNA 3.5 Å at >= 2), at
+  which real structures have almost no pair, so the term is about zero on them; it penalises the collapsed,
+  clashing predictions that kNN on the truth (``pair_dist``) never sees. Only for t > ``aux_t_threshold``;
+  weight ``loss_clash_weight`` (0: logged, not in ``total``).
 - the molecule type's further terms (:meth:`~flowbb.molecules.base.Molecule.extra_losses`; RNA: ``torsion``,
   the L2 error of the torsions' (sin, cos), weight ``loss_torsion_weight``), only for t > ``aux_t_threshold``.
 - ``total``: the weighted sum of the terms.
@@ -39,7 +47,7 @@ from flowbb.molecules import molecule_of
 
 Tensor = torch.Tensor
 
-LOSS_TERMS = ("trans", "rot", "bb_atom", "pair_dist")
+LOSS_TERMS = ("trans", "rot", "bb_atom", "pair_dist", "clash")
 
 
 def _require(d: Mapping[str, Tensor], key: str, where: str) -> Tensor:
@@ -67,6 +75,34 @@ def _pair_distances(atoms: Tensor, nbr_atoms: Tensor, eps: float = 1e-8) -> Tens
     return torch.sqrt((diff * diff).sum(-1) + eps)
 
 
+def clash_losses(
+    pred_trans: Tensor,
+    res_mask: Tensor,
+    residue_index: Tensor | None,
+    cfg: FlowConfig,
+    clash_distance: float,
+    min_seq_sep: int,
+) -> Tensor:
+    """The ``clash`` term (module docstring) without its t factor: ``[B]`` mean over valid residues of
+    ``sum_j (length_scale * relu(clash_distance - |x_i - x_j|))^2`` over the ``pair_dist_k`` nearest predicted
+    neighbours j with |i - j| >= ``min_seq_sep`` (sequence positions from ``residue_index [B, L]`` when given,
+    else 0 .. L - 1). ``pred_trans [B, L, 3]`` and ``clash_distance`` in Å. Memory and time O(B L k).
+    """
+    b, l = res_mask.shape
+    with torch.no_grad():
+        idx, _, nbr_mask = knn(pred_trans.detach(), res_mask, cfg.pair_dist_k, cfg.knn_chunk_size)
+    if residue_index is None:
+        residue_index = torch.arange(l, device=pred_trans.device).expand(b, l)
+    pos = residue_index.to(pred_trans.device).long()
+    sep = (_gather_residues(pos, idx) - pos[..., None]).abs()
+    pair_on = (nbr_mask.bool() & res_mask.bool()[..., None] & (sep >= min_seq_sep)).to(pred_trans.dtype)
+    diff = pred_trans[:, :, None, :] - _gather_residues(pred_trans, idx)
+    dist = torch.sqrt((diff * diff).sum(-1) + 1e-8)
+    overlap = torch.relu(clash_distance - dist) * cfg.length_scale
+    n_res = res_mask.to(pred_trans.dtype).sum(-1).clamp_min(1.0)
+    return (overlap**2 * pair_on).sum((1, 2)) / n_res
+
+
 def per_sample_losses(
     batch: Mapping[str, Tensor],
     model_out: Mapping[str, Tensor],
@@ -78,7 +114,7 @@ def per_sample_losses(
         batch, model_out: see the module docstring.
         cfg: flow config (``FlowConfig`` or mapping; ``None`` = defaults).
     Returns:
-        dict ``trans``, ``rot``, ``bb_atom``, ``pair_dist``, the molecule type's extra terms (RNA: ``torsion``)
+        dict ``trans``, ``rot``, ``bb_atom``, ``pair_dist``, ``clash``, the molecule type's extra terms (RNA: ``torsion``)
         and ``total``, each ``[B]`` (unweighted terms, weighted total).
     """
     c = as_flow_config(cfg)
@@ -141,11 +177,16 @@ def per_sample_losses(
     d_err = (d_true - d_pred) * (s * inv_norm)[:, None, None, None, None]
     pair_loss = (d_err**2 * pm).sum((1, 2, 3, 4)) / pm.sum((1, 2, 3, 4)).clamp_min(1.0)
 
+    clash = clash_losses(
+        pred_trans, res_mask, batch.get("residue_index"), c, molecule.clash_distance, molecule.clash_min_seq_sep
+    ) * inv_norm**2
+
     terms = {
         "trans": trans_loss,
         "rot": rot_loss,
         "bb_atom": bb_loss * aux_on,
         "pair_dist": pair_loss * aux_on,
+        "clash": clash * aux_on,
     }
     extra = molecule.extra_losses((tors_1, tors_mask), pred_tors, res_mask)
     terms.update({name: value * aux_on for name, value in extra.items()})
@@ -154,6 +195,7 @@ def per_sample_losses(
         "rot": c.loss_rot_weight,
         "bb_atom": c.loss_bb_atom_weight,
         "pair_dist": c.loss_pair_dist_weight,
+        "clash": c.loss_clash_weight,
         "torsion": c.loss_torsion_weight,
     }
     terms["total"] = sum(weights[k] * terms[k] for k in (*LOSS_TERMS, *extra))
@@ -166,7 +208,7 @@ def flow_losses(
     cfg: FlowConfig | Mapping[str, Any] | None = None,
     return_per_sample: bool = False,
 ) -> dict[str, Tensor] | tuple[dict[str, Tensor], dict[str, Tensor]]:
-    """Batch-mean losses (scalars ``trans``, ``rot``, ``bb_atom``, ``pair_dist``, the molecule type's extra terms,
+    """Batch-mean losses (scalars ``trans``, ``rot``, ``bb_atom``, ``pair_dist``, ``clash``, the molecule type's extra terms,
     ``total``).
 
     Args:

@@ -309,6 +309,9 @@ REAL_ANGLE_MEDIANS: dict[str, float] = {
     "C5'-O5'-P": 120.81, "O5'-P-OP1": 108.08, "O5'-P-OP2": 108.04, "OP1-P-OP2": 119.63,
     "C3'-O3'-P+": 120.16, "O3'-P+-O5'+": 103.85, "O3'-P+-OP1+": 107.93, "O3'-P+-OP2+": 108.16,
 }
+#: C4' pairs with |i - j| >= C4_CLASH_MIN_SEQ_SEP closer than this (Å) clash (real set: 1 pair in 14,001 nucleotides)
+C4_CLASH_DISTANCE = 3.5
+C4_CLASH_MIN_SEQ_SEP = 2
 #: O3'(i)-P(i+1) longer than this (Å) is a chain break in real structures (not a bond)
 LINK_BREAK = 2.0
 

@@ -34,6 +34,9 @@ class Molecule(ABC):
         sample_torsions: the key under which the sampler returns the torsions of :meth:`pred_torsions`
             (``psi`` ``[B, L]`` for proteins, ``torsions`` ``[B, L, T, 2]`` for RNA).
         default_residue: residue name written to PDB files of samples when none is chosen.
+        clash_distance: Å; trace atoms (CA, C4') of residues at least ``clash_min_seq_sep`` apart in sequence
+            closer than this clash (the ``clash`` flow loss, :mod:`flowbb.flow.losses`).
+        clash_min_seq_sep: pairs closer in sequence never clash.
     """
 
     name: str
@@ -43,6 +46,8 @@ class Molecule(ABC):
     trace_atom: int
     sample_torsions: str
     default_residue: str
+    clash_distance: float
+    clash_min_seq_sep: int
 
     @property
     def num_atoms(self) -> int:

@@ -30,6 +30,10 @@ class Protein(Molecule):
     trace_atom = TRACE_ATOMS["protein"]
     sample_torsions = "psi"
     default_residue = "GLY"
+    #: 300 chains of the shared set: no CA pair at |i - j| >= 3 closer than 3.5 Å, 2e-5 of them closer than 3.8 Å
+    #: (the sample metric counts pairs under 3.0 Å, :func:`flowbb.geometry.checks.count_clashes`)
+    clash_distance = 3.8
+    clash_min_seq_sep = 3
 
     def clean(self, atoms: Tensor, atom_mask: Tensor, res_mask: Tensor, residue_index: Tensor) -> dict[str, Tensor]:
         """Frames by Gram-Schmidt on (C - CA, N - CA), translation CA; ``psi_1``, ``psi_mask`` from

@@ -39,6 +39,8 @@ class RNA(Molecule):
     trace_atom = TRACE_ATOMS["rna"]
     sample_torsions = "torsions"
     default_residue = "N"
+    clash_distance = rna.C4_CLASH_DISTANCE
+    clash_min_seq_sep = rna.C4_CLASH_MIN_SEQ_SEP
 
     def clean(self, atoms: Tensor, atom_mask: Tensor, res_mask: Tensor, residue_index: Tensor) -> dict[str, Tensor]:
         """Frames from C4', O4', C3' and the eight torsions (:func:`flowbb.geometry.rna.torsions_from_atoms`).

@@ -25,7 +25,7 @@ from flowbb.training.module import clean_frames, model_inputs
 Tensor = torch.Tensor
 
 T_GRID = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
-LOSS_TERMS = ("trans", "rot", "bb_atom", "pair_dist", "total")
+LOSS_TERMS = ("trans", "rot", "bb_atom", "pair_dist", "clash", "total")
 
 
 @torch.no_grad()
@@ -41,7 +41,7 @@ def heldout_losses(model: torch.nn.Module, flow_cfg: FlowConfig, batch: Mapping[
         seed: noise at ``t_grid[k]`` is drawn from a generator seeded ``seed + k``: every call with the same
             chains, grid and seed sees the same corruption.
     Returns:
-        ``{"t": [...], "trans": [...], "rot": [...], "bb_atom": [...], "pair_dist": [...], "total": [...],
+        ``{"t": [...], "trans": [...], "rot": [...], "bb_atom": [...], "pair_dist": [...], "clash": [...], "total": [...],
         "progress": [...]}``, one value per t (means over chains).
     """
     device = next(model.parameters()).device

@@ -76,8 +76,6 @@ def mean_metrics(rows: list[dict[str, float]], prefix: str = "") -> dict[str, fl
 #: quantiles 5.23 and 6.79 Å; 79 % of the distances lie in :data:`RNA_C4_RANGE`)
 RNA_C4_C4 = 6.13
 RNA_C4_RANGE = (5.5, 6.5)
-#: C4' pairs with |i - j| >= 2 closer than this (Å) count as clashes (real set: 1 pair in 14,001 nucleotides)
-RNA_CLASH_DISTANCE = 3.5
 #: radius of gyration (C4', Å) of real RNA chains of L nucleotides: RNA_RG_PREFACTOR * L^(1/3), the compact-RNA
 #: scaling of Hyeon, Dima & Thirumalai (Structure 2006; 5.5 there) with the prefactor refitted as the median of
 #: Rg / L^(1/3) over the 199 chains of ../shared/data/rna (40-150 nt)
@@ -112,7 +110,7 @@ def rna_backbone_metrics(atoms: Tensor, res_mask: Tensor, atom_mask: Tensor | No
     v = valid.double()
     lo, hi = RNA_C4_RANGE
     n_pairs = v.sum(-1).clamp_min(1)
-    clashes = count_clashes(c4, mask, threshold=RNA_CLASH_DISTANCE, min_seq_sep=2)
+    clashes = count_clashes(c4, mask, threshold=rna.C4_CLASH_DISTANCE, min_seq_sep=rna.C4_CLASH_MIN_SEQ_SEP)
     rg = radius_of_gyration(c4, mask)
     present = mask.bool()[..., None].expand(*mask.shape, rna.NUM_ATOMS)
     if atom_mask is not None:

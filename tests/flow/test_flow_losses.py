@@ -53,7 +53,8 @@ def test_zero_at_truth_and_positive_otherwise(real_backbones):
     out = _perturbed(batch)
     losses, per = flow_losses(batch, out, FlowConfig(), return_per_sample=True)
     for k in TERMS:
-        assert losses[k].item() > 1e-4, k
+        if k != "clash":  # 1 Å noise on real chains makes no CA pair closer than 3.8 Å (test_clash_term)
+            assert losses[k].item() > 1e-4, k
         assert per[k].shape == (3,)
     # Auxiliary terms only where t > aux_t_threshold.
     assert per["bb_atom"][0] == 0 and per["pair_dist"][0] == 0
@@ -63,7 +64,8 @@ def test_zero_at_truth_and_positive_otherwise(real_backbones):
         w * per[k]
         for k, w in zip(
             LOSS_TERMS,
-            (cfg.loss_trans_weight, cfg.loss_rot_weight, cfg.loss_bb_atom_weight, cfg.loss_pair_dist_weight),
+            (cfg.loss_trans_weight, cfg.loss_rot_weight, cfg.loss_bb_atom_weight, cfg.loss_pair_dist_weight,
+             cfg.loss_clash_weight),
         )
     )
     assert torch.allclose(per["total"], total)
@@ -228,3 +230,45 @@ def test_bad_inputs_are_named(real_backbones):
     with pytest.raises(ValueError, match="pred_trans"):
         flow_losses(batch, {**out, "pred_trans": out["pred_trans"][:, :-1]})
     assert math.isfinite(flow_losses(batch, out)["total"].item())
+
+
+def test_clash_term_value_invariance_and_gradient(real_backbones):
+    """One residue moved 2 Å from a residue 10 positions away: the term equals the dense sum over all pairs."""
+    batch = _batch(real_backbones[:2], [60, 45], [0.95, 0.5])
+    out = _truth(batch)
+    ca = out["pred_trans"]
+    i, j = 20, 30
+    direction = torch.nn.functional.normalize(ca[0, j] - ca[0, i], dim=0)
+    moved = ca.clone()
+    moved[0, j] = ca[0, i] + 2.0 * direction
+    out["pred_trans"] = moved.requires_grad_(True)
+    cfg = FlowConfig(loss_clash_weight=0.5)
+    per = per_sample_losses(batch, out, cfg)
+    # Other residues may come near the moved one too: count every pair below 3.8 Å exactly.
+    d = (moved[0, :, None] - moved[0, None, :]).norm(dim=-1).detach()
+    sep = (torch.arange(60)[:, None] - torch.arange(60)[None, :]).abs()
+    overlap = torch.relu(3.8 - d) * (sep >= 3)
+    expected = (0.1 * overlap).pow(2).sum() / 60 / (1 - 0.9) ** 2
+    assert overlap[i, j] == pytest.approx(1.8, abs=1e-9)
+    assert per["clash"][0].item() == pytest.approx(expected.item(), rel=1e-7)  # sqrt(d^2 + 1e-8)
+    assert per["clash"][1].item() == 0.0  # t = 0.5 < aux_t_threshold
+    base = per_sample_losses(batch, out, FlowConfig())
+    assert torch.allclose(per["total"] - base["total"], 0.5 * per["clash"])
+    # Gradient pushes the pair apart.
+    per["clash"][0].backward()
+    grad = out["pred_trans"].grad[0]
+    assert float((grad[j] * direction).sum()) < 0
+    # Rigid motion of the prediction leaves the term unchanged; bonded neighbours never count.
+    g = torch.Generator().manual_seed(3)
+    r = so3.exp(torch.randn(3, generator=g, dtype=torch.float64))
+    from flowbb.flow.losses import clash_losses
+
+    mask = batch["res_mask"]
+    a = clash_losses(moved.detach(), mask, batch["residue_index"], cfg, 3.8, 3)
+    b = clash_losses(moved.detach() @ r.T + 7.0, mask, batch["residue_index"], cfg, 3.8, 3)
+    assert torch.allclose(a, b, rtol=1e-10)
+    chain = torch.zeros(1, 5, 3, dtype=torch.float64)
+    chain[0, :, 0] = torch.arange(5) * 1.0  # 1 Å spacing: |i - j| <= 2 pairs are close, |i - j| >= 3 are 3-4 Å
+    value = clash_losses(chain, torch.ones(1, 5), None, FlowConfig(), 3.8, 3)
+    pairs = [(0, 3), (1, 4)]  # 3 Å apart; (0, 4) at 4 Å does not clash
+    assert value.item() == pytest.approx(2 * len(pairs) * (0.1 * 0.8) ** 2 / 5, rel=1e-7)
