@@ -21,6 +21,12 @@ Report (EMA weights of every checkpoint; see :mod:`flowbb.training.heldout` and 
     in the allowed region (the densest 10-degree bins holding 98 % of the pairs of up to 300 other chains of the
     set), ProteinMPNN mean NLL of 8 designed sequences (T = 0.1).
 
+RNA runs (``data.molecule: rna``) get the same held-out curve; their samples are scored with the RNA backbone
+geometry (consecutive C4'-C4', C4' clashes, Rg over 5.94 L^(1/3), rebuilt bond and angle deviations from the real
+set, the O3'-P link; :func:`flowbb.training.metrics.rna_backbone_metrics`) beside the run's held-out test chains
+(``split.holdout``: RNA-Puzzles, CASP) of the same lengths (+- ``--length-window``), plus diversity (mean pairwise
+TM-score on C4') and novelty (highest TM-score to any chain of the processed set).
+
 Writes ``learning.json``, ``learning.md`` (tables) and ``learning.png`` (curves) under ``--out``.
 """
 
@@ -92,6 +98,53 @@ def natural_sets(processed_dir: Path, lengths: list[int], window: int, num_natur
     return natural, region
 
 
+def rna_natural(cfg, lengths: list[int], window: int) -> dict[int, list[dict]]:
+    """The run's held-out RNA test chains (``split.holdout``) within ``window`` nucleotides of each length."""
+    import hydra
+
+    dm = hydra.utils.instantiate(cfg.data, _convert_="all")
+    dm.setup("fit")
+    chains = [dm.test_dataset[i] for i in range(len(dm.test_dataset))]
+    if not chains:
+        raise SystemExit("the RNA run has no held-out test chains (data.split.holdout matched nothing)")
+    return {length: [c for c in chains if abs(int(c["res_mask"].sum()) - length) <= window] for length in lengths}
+
+
+def score_rna_groups(samples: dict[int, list[np.ndarray]], natural: dict[int, list[dict]],
+                     processed_dir: Path) -> dict[str, dict]:
+    """RNA geometry of the samples (``[L, 12, 3]`` each) and of the held-out chains per length, plus the samples'
+    diversity and novelty (TM-score on C4' traces)."""
+    import torch
+    from tqdm import tqdm
+
+    from flowbb.eval.diversity import diversity
+    from flowbb.eval.novelty import NoveltySearcher, load_reference_processed
+    from flowbb.geometry import rna
+    from flowbb.training.metrics import rna_backbone_metrics
+
+    def per_100(row: dict) -> dict:
+        return row | {"clashes_per_100": 100.0 * row["clashes"] / max(row["length"], 1.0)}
+
+    def mean_of(rows: list[dict]) -> dict:
+        return {k: float(np.mean([r[k] for r in rows])) if rows else math.nan for k in (rows[0] if rows else {})}
+
+    searcher = NoveltySearcher(load_reference_processed(processed_dir, molecule="rna"), num_workers=0)
+    c4 = rna.ATOM_INDEX["C4'"]
+    groups: dict[str, dict] = {}
+    for length, nat_chains in natural.items():
+        atoms = samples.get(length, [])
+        rows = [per_100(rna_backbone_metrics(torch.as_tensor(a, dtype=torch.float64)[None],
+                                             torch.ones(1, len(a)))[0]) for a in atoms]
+        nat = [per_100(rna_backbone_metrics(c["atoms"][None].double(), c["res_mask"][None], c["atom_mask"][None],
+                                            link_break=rna.LINK_BREAK)[0]) for c in nat_chains]
+        novelty = [searcher.search(a[:, c4]).max_tm for a in tqdm(atoms, desc=f"novelty L={length}")]
+        summary = mean_of(rows) | {"novelty_max_tm": float(np.mean(novelty)) if novelty else math.nan}
+        summary |= {f"diversity_{k}": v for k, v in diversity([a[:, c4] for a in atoms]).items()}
+        groups[str(length)] = {"samples": summary, "natural": mean_of(nat), "sample_rows": rows,
+                               "natural_rows": nat, "novelty_max_tm": novelty}
+    return groups
+
+
 def read_sample_dir(samples_dir: Path) -> dict[int, list[np.ndarray]]:
     """Backbones ``[L, 4, 3]`` of every PDB under a sampler output folder (trajectories skipped), by length."""
     from flowbb.data.structure_io import read_chains
@@ -125,6 +178,12 @@ def score_groups(samples: dict[int, list[np.ndarray]], natural: dict[int, list[d
     return groups
 
 
+def _molecule(run_dir: Path) -> str:
+    from omegaconf import OmegaConf
+
+    return OmegaConf.load(run_dir / "config_resolved.yaml").data.get("molecule", "protein")
+
+
 def report(args: argparse.Namespace) -> dict:
     import torch
     from omegaconf import OmegaConf
@@ -136,7 +195,9 @@ def report(args: argparse.Namespace) -> dict:
     from flowbb.training.sampling import SamplingSettings, generate_from_checkpoint
 
     torch.set_flush_denormal(True)
-    designer = ProteinMPNNDesigner(num_seqs=8, temperature=0.1, device="cpu") if args.mpnn else None
+    designer = None
+    if args.mpnn and (args.samples_dir is not None or _molecule(args.run_dir) == "protein"):
+        designer = ProteinMPNNDesigner(num_seqs=8, temperature=0.1, device="cpu")
     if args.samples_dir is not None:  # score backbones sampled elsewhere (e.g. on a GPU machine)
         if args.processed_dir is None:
             raise SystemExit("--samples-dir needs --processed-dir (the set whose natural chains are the reference)")
@@ -151,8 +212,12 @@ def report(args: argparse.Namespace) -> dict:
     if not ckpts:
         raise SystemExit(f"no checkpoints under {run_dir / 'checkpoints'}")
     heldout = heldout_batch(cfg)
-    natural, region = natural_sets(Path(args.processed_dir or cfg.data.processed_dir), args.lengths,
-                                   args.length_window, args.natural)
+    molecule = cfg.data.get("molecule", "protein")
+    processed_dir = Path(args.processed_dir or cfg.data.processed_dir)
+    if molecule == "protein":
+        natural, region = natural_sets(processed_dir, args.lengths, args.length_window, args.natural)
+    else:
+        natural = rna_natural(cfg, args.lengths, args.length_window)
     curve = []
     for ck in tqdm(ckpts, desc="held-out loss per checkpoint"):
         loaded = load_checkpoint(ck["path"], use_ema=True, device=args.device)
@@ -176,10 +241,15 @@ def report(args: argparse.Namespace) -> dict:
     samples: dict[int, list[np.ndarray]] = {}
     for s in generated:
         samples.setdefault(s.length, []).append(s.atoms)
-    return {"run_dir": str(run_dir), "experiment": cfg.get("name"), "heldout_chains": len(heldout["atoms"]),
+    if molecule == "protein":
+        groups = score_groups(samples, natural, region, designer, args.seed)
+    else:
+        groups = score_rna_groups(samples, natural, processed_dir)
+    return {"run_dir": str(run_dir), "experiment": cfg.get("name"), "molecule": molecule,
+            "heldout_chains": len(heldout["atoms"]),
             "curve": curve, "sampled_checkpoint": ck,
             "sampling": {"num_steps": args.num_steps, "seconds": sample_seconds, "device": args.device},
-            "groups": score_groups(samples, natural, region, designer, args.seed),
+            "groups": groups,
             "overrides": OmegaConf.to_container(OmegaConf.load(run_dir / ".hydra/overrides.yaml"))}
 
 
@@ -198,6 +268,23 @@ def sample_table(result: dict) -> list[str]:
                          f"{_fmt(s['clashes_per_100'], 2)} | {_fmt(s['helix_frac'], 2)} | {_fmt(s['strand_frac'], 2)} | "
                          f"{_fmt(s['helix_frac'] + s['strand_frac'], 2)} | {_fmt(s['rg_ratio'], 2)} | "
                          f"{_fmt(s['rama_allowed'], 3)} | {_fmt(s['mpnn_nll'], 3)} |")
+    return lines
+
+
+def rna_sample_table(result: dict) -> list[str]:
+    head = ("| length | group | n | C4'-C4' (Å) | in 5.5-6.5 Å | clashes /100 | Rg / 5.94L^(1/3) | bond dev (Å) "
+            "| angle dev (°) | O3'-P (Å) | pairwise TM | novelty max TM |")
+    lines = [head, "|---|---|---:|" + "---:|" * 9]
+    for length, g in result["groups"].items():
+        for name in ("samples", "natural"):
+            s = g[name]
+            n = len(g["sample_rows" if name == "samples" else "natural_rows"])
+            lines.append(f"| {length} | {name} | {n} | {_fmt(s.get('c4_c4_mean'), 2)} | "
+                         f"{_fmt(s.get('c4_c4_in_range'), 2)} | {_fmt(s.get('clashes_per_100'), 2)} | "
+                         f"{_fmt(s.get('rg_ratio'), 2)} | {_fmt(s.get('bond_deviation'), 3)} | "
+                         f"{_fmt(s.get('angle_deviation'), 1)} | {_fmt(s.get('o3p_mean'), 2)} | "
+                         f"{_fmt(s.get('diversity_mean_pairwise_tm', math.nan), 2)} | "
+                         f"{_fmt(s.get('novelty_max_tm', math.nan), 2)} |")
     return lines
 
 
@@ -229,7 +316,8 @@ def write_outputs(result: dict, out: Path) -> None:
     md = [f"# learning benchmark: {result['run_dir']}", "", f"overrides: `{' '.join(result['overrides'])}`", "",
           "## held-out loss (EMA weights)", "", *curve_table(result), "",
           (f"## samples of step {result['sampled_checkpoint']['step']} "
-           f"({result['sampled_checkpoint']['minutes']:.0f} min) beside natural chains"), "", *sample_table(result), ""]
+           f"({result['sampled_checkpoint']['minutes']:.0f} min) beside natural chains"), "",
+          *(rna_sample_table(result) if result.get("molecule") == "rna" else sample_table(result)), ""]
     (out / "learning.md").write_text("\n".join(md))
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     steps = [r["step"] for r in result["curve"]]
