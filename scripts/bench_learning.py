@@ -25,7 +25,9 @@ RNA runs (``data.molecule: rna``) get the same held-out curve; their samples are
 geometry (consecutive C4'-C4', C4' clashes, Rg over 5.94 L^(1/3), rebuilt bond and angle deviations from the real
 set, the O3'-P link; :func:`flowbb.training.metrics.rna_backbone_metrics`) beside the run's held-out test chains
 (``split.holdout``: RNA-Puzzles, CASP) of the same lengths (+- ``--length-window``), plus diversity (mean pairwise
-TM-score on C4') and novelty (highest TM-score to any chain of the processed set).
+TM-score on C4') and novelty (highest TM-score to any chain of the processed set), and lociPARSE's pMoL when it is
+installed (:mod:`flowbb.eval.rna_quality`; samples and held-out chains written as poly-A, the held-out chains also
+with their own sequence).
 
 Writes ``learning.json``, ``learning.md`` (tables) and ``learning.png`` (curves) under ``--out``.
 """
@@ -104,7 +106,12 @@ def rna_natural(cfg, lengths: list[int], window: int) -> dict[int, list[dict]]:
 
     dm = hydra.utils.instantiate(cfg.data, _convert_="all")
     dm.setup("fit")
-    chains = [dm.test_dataset[i] for i in range(len(dm.test_dataset))]
+    meta = dm.test_dataset.store.metadata
+    chains = []
+    for i in range(len(dm.test_dataset)):
+        item = dm.test_dataset[i]
+        sequence = str(meta.at[int(item["row"]), "sequence"])  # kept when no nucleotide was dropped
+        chains.append(item | ({"sequence": sequence} if len(sequence) == len(item["atoms"]) else {}))
     if not chains:
         raise SystemExit("the RNA run has no held-out test chains (data.split.holdout matched nothing)")
     return {length: [c for c in chains if abs(int(c["res_mask"].sum()) - length) <= window] for length in lengths}
@@ -128,15 +135,29 @@ def score_rna_groups(samples: dict[int, list[np.ndarray]], natural: dict[int, li
     def mean_of(rows: list[dict]) -> dict:
         return {k: float(np.mean([r[k] for r in rows])) if rows else math.nan for k in (rows[0] if rows else {})}
 
+    from flowbb.eval.rna_quality import LociParseScorer, lociparse_available
+
+    loci = LociParseScorer() if lociparse_available() else None
+
+    def with_pmol(row: dict, atoms: np.ndarray, sequence: str | None = None, atom_mask=None) -> dict:
+        if loci is None:
+            return row
+        out = row | {"pmol_poly_a": loci.score_atoms(atoms, "A" * len(atoms), atom_mask)}
+        if sequence is not None and not set(sequence) - set("ACGU"):
+            out["pmol_own_sequence"] = loci.score_atoms(atoms, sequence, atom_mask)
+        return out
+
     searcher = NoveltySearcher(load_reference_processed(processed_dir, molecule="rna"), num_workers=0)
     c4 = rna.ATOM_INDEX["C4'"]
     groups: dict[str, dict] = {}
     for length, nat_chains in natural.items():
         atoms = samples.get(length, [])
-        rows = [per_100(rna_backbone_metrics(torch.as_tensor(a, dtype=torch.float64)[None],
-                                             torch.ones(1, len(a)))[0]) for a in atoms]
-        nat = [per_100(rna_backbone_metrics(c["atoms"][None].double(), c["res_mask"][None], c["atom_mask"][None],
-                                            link_break=rna.LINK_BREAK)[0]) for c in nat_chains]
+        rows = [with_pmol(per_100(rna_backbone_metrics(torch.as_tensor(a, dtype=torch.float64)[None],
+                                                       torch.ones(1, len(a)))[0]), a) for a in atoms]
+        nat = [with_pmol(per_100(rna_backbone_metrics(c["atoms"][None].double(), c["res_mask"][None],
+                                                      c["atom_mask"][None], link_break=rna.LINK_BREAK)[0]),
+                         c["atoms"].numpy(), c.get("sequence"), c["atom_mask"].numpy().astype(bool))
+               for c in nat_chains]
         novelty = [searcher.search(a[:, c4]).max_tm for a in tqdm(atoms, desc=f"novelty L={length}")]
         summary = mean_of(rows) | {"novelty_max_tm": float(np.mean(novelty)) if novelty else math.nan}
         summary |= {f"diversity_{k}": v for k, v in diversity([a[:, c4] for a in atoms]).items()}
@@ -147,7 +168,7 @@ def score_rna_groups(samples: dict[int, list[np.ndarray]], natural: dict[int, li
 
 def read_sample_dir(samples_dir: Path) -> dict[int, list[np.ndarray]]:
     """Backbones ``[L, 4, 3]`` of every PDB under a sampler output folder (trajectories skipped), by length."""
-    from flowbb.data.structure_io import read_chains
+    from flowbb.data.structure_io.read import read_chains
 
     by_length: dict[int, list[np.ndarray]] = {}
     for path in sorted(samples_dir.rglob("*.pdb")):
@@ -190,9 +211,9 @@ def report(args: argparse.Namespace) -> dict:
     from tqdm import tqdm
 
     from flowbb.eval.inverse_folding import ProteinMPNNDesigner
-    from flowbb.training.checkpoint import load_checkpoint
+    from flowbb.inference.checkpoint import load_checkpoint
+    from flowbb.inference.generate import SamplingSettings, generate_from_checkpoint
     from flowbb.training.heldout import heldout_losses
-    from flowbb.training.sampling import SamplingSettings, generate_from_checkpoint
 
     torch.set_flush_denormal(True)
     designer = None
@@ -273,8 +294,8 @@ def sample_table(result: dict) -> list[str]:
 
 def rna_sample_table(result: dict) -> list[str]:
     head = ("| length | group | n | C4'-C4' (Å) | in 5.5-6.5 Å | clashes /100 | Rg / 5.94L^(1/3) | bond dev (Å) "
-            "| angle dev (°) | O3'-P (Å) | pairwise TM | novelty max TM |")
-    lines = [head, "|---|---|---:|" + "---:|" * 9]
+            "| angle dev (°) | O3'-P (Å) | pairwise TM | novelty max TM | pMoL poly-A | pMoL own seq |")
+    lines = [head, "|---|---|---:|" + "---:|" * 11]
     for length, g in result["groups"].items():
         for name in ("samples", "natural"):
             s = g[name]
@@ -284,7 +305,8 @@ def rna_sample_table(result: dict) -> list[str]:
                          f"{_fmt(s.get('rg_ratio'), 2)} | {_fmt(s.get('bond_deviation'), 3)} | "
                          f"{_fmt(s.get('angle_deviation'), 1)} | {_fmt(s.get('o3p_mean'), 2)} | "
                          f"{_fmt(s.get('diversity_mean_pairwise_tm', math.nan), 2)} | "
-                         f"{_fmt(s.get('novelty_max_tm', math.nan), 2)} |")
+                         f"{_fmt(s.get('novelty_max_tm', math.nan), 2)} | {_fmt(s.get('pmol_poly_a', math.nan), 2)} | "
+                         f"{_fmt(s.get('pmol_own_sequence', math.nan), 2)} |")
     return lines
 
 
