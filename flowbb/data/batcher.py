@@ -1,23 +1,28 @@
-"""Length-grouped (or time) batch sampler with a token budget, sharded over DDP ranks.
+"""Batch samplers of training and validation chains under a token budget, sharded over DDP ranks.
+
+Two samplers, one per kind of batch (``data.batcher.mode`` picks one, :func:`make_batch_sampler`):
+
+- :class:`LengthBatchSampler` (``mode: length``): chains of similar length per batch;
+- :class:`TimeBatchSampler` (``mode: time``, FrameDiff/FoldFlow's ``time_batch``): every batch is ONE chain repeated
+  as many times as the budget holds; the interpolant gives each copy its own t and prior draw, and the ``ot``
+  coupling then pairs the batch's noise draws with the copies of that chain.
 
 Per epoch (deterministic in ``seed`` and ``epoch``, identical on every rank):
 
-1. pick the chains: all of them, or with ``clusters`` one chain per cluster drawn at random;
-2. form batches, by ``mode``:
-   - ``length``: shuffle, then stable-sort by length (equal lengths stay in random order) and pack greedily
-     in ascending length while the budget holds;
-   - ``time`` (FrameDiff/FoldFlow's ``time_batch``): every batch is ONE chain repeated as many times as the
-     budget holds; the interpolant gives each copy its own t and prior draw, and the ``ot`` coupling then
-     pairs the batch's noise draws with the copies of that chain;
-   the budget is ``B * L_max <= max_tokens`` (``budget: tokens``; FlashIPA: memory linear in L) or
-   ``B <= max_squared_res // L_max**2`` (``budget: squared``; FoldFlow/FrameFlow rule for quadratic IPA),
-   and ``B <= max_batch_size``; chains that alone break the budget are left out (with a warning);
-3. shuffle the batches; if their number is not a multiple of the world size, repeat the first few so it is
-   (fewer than ``num_replicas`` repeats: at most one extra batch per rank); rank r takes batches r, r+W, ...
+1. pick the chains: all of them, or with ``clusters`` one chain per cluster drawn at random; chains that alone break
+   the budget are left out (with a warning);
+2. shuffle them (unless ``shuffle=False``) and form batches: length batches stable-sort the chains by length (equal
+   lengths stay in random order), pack them with :func:`flowbb.data.packing.pack_batches` and shuffle the batches;
+   time batches repeat each chain :meth:`~flowbb.data.packing.BatchBudget.capacity` times. The budget
+   (:class:`flowbb.data.packing.BatchBudget`) is ``B * L_max <= max_tokens`` (``budget: tokens``; FlashIPA: memory
+   linear in L) or ``B <= max_squared_res // L_max**2`` (``budget: squared``; FoldFlow/FrameFlow rule for quadratic
+   IPA), and ``B <= max_batch_size``;
+3. if the number of batches is not a multiple of the world size, repeat the first few so it is (fewer than
+   ``num_replicas`` repeats: at most one extra batch per rank); rank r takes batches r, r+W, ...
 
-Lightning sets the epoch through ``batch_sampler.sampler.set_epoch`` (this class exposes a ``sampler``
-that forwards); call :meth:`set_epoch` yourself outside Lightning. With a custom batch sampler Lightning
-must not inject its own distributed sampler: use ``Trainer(use_distributed_sampler=False)``.
+Lightning sets the epoch through ``batch_sampler.sampler.set_epoch`` (the samplers expose a ``sampler`` that
+forwards); call :meth:`~BudgetBatchSampler.set_epoch` yourself outside Lightning. With a custom batch sampler
+Lightning must not inject its own distributed sampler: use ``Trainer(use_distributed_sampler=False)``.
 """
 
 from __future__ import annotations
@@ -27,13 +32,15 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
+from flowbb.data.packing import BatchBudget, pack_batches
+
 log = logging.getLogger(__name__)
 
 
 class _EpochForwarder:
     """``batch_sampler.sampler`` stand-in so that Lightning's ``_set_sampler_epoch`` reaches the batcher."""
 
-    def __init__(self, owner: LengthBatchSampler) -> None:
+    def __init__(self, owner: BudgetBatchSampler) -> None:
         self._owner = owner
 
     def set_epoch(self, epoch: int) -> None:
@@ -43,12 +50,12 @@ class _EpochForwarder:
         return sum(len(b) for b in self._owner.batches())
 
 
-class LengthBatchSampler:
-    """Batches of dataset indices of similar length under a token (or squared-length) budget.
+class BudgetBatchSampler:
+    """Batches of dataset indices under a token (or squared-length) budget: chain selection, epochs, DDP sharding.
+    Subclasses form the batches (:meth:`form_batches`).
 
     Args:
         lengths: [N] chain lengths (tokens) per dataset index.
-        mode: "length" (chains of similar length per batch) or "time" (one chain repeated per batch).
         max_tokens: budget for ``B * L_max`` (``budget: tokens``).
         max_batch_size: cap on B (None: no cap).
         budget: "tokens" or "squared".
@@ -56,10 +63,8 @@ class LengthBatchSampler:
         clusters: [N] cluster id per index or None; one index per cluster per epoch when given.
         num_replicas, rank: DDP world size and this rank.
         seed: shared seed (same on all ranks).
-        shuffle: False gives a fixed order (length-sorted batches, all indices; for validation).
+        shuffle: False gives a fixed order (all indices; for validation).
     """
-
-    MODES = ("length", "time")
 
     def __init__(
         self,
@@ -73,12 +78,8 @@ class LengthBatchSampler:
         rank: int = 0,
         seed: int = 0,
         shuffle: bool = True,
-        mode: str = "length",
     ) -> None:
         self.lengths = np.asarray(lengths, dtype=np.int64)
-        if mode not in self.MODES:
-            raise ValueError(f"batcher mode must be one of {self.MODES}, got {mode!r}")
-        self.mode = mode
         if budget not in ("tokens", "squared"):
             raise ValueError(f"budget must be 'tokens' or 'squared', got {budget!r}")
         if budget == "tokens" and not max_tokens:
@@ -93,6 +94,11 @@ class LengthBatchSampler:
         self.max_batch_size = max_batch_size
         self.budget = budget
         self.max_squared_res = max_squared_res
+        self.limits = BatchBudget(
+            max_tokens=max_tokens if budget == "tokens" else None,
+            max_squared_res=max_squared_res if budget == "squared" else None,
+            max_batch_size=max_batch_size,
+        )
         self.clusters = None if clusters is None else np.asarray(clusters, dtype=np.int64)
         if self.clusters is not None and len(self.clusters) != len(self.lengths):
             raise ValueError(f"{len(self.clusters)} cluster ids for {len(self.lengths)} lengths")
@@ -103,26 +109,13 @@ class LengthBatchSampler:
         self.epoch = 0
         self.sampler = _EpochForwarder(self)
         self._cache: tuple[int, list[list[int]]] | None = None
-        fits = self._fits(self.lengths)
-        self.num_oversized = int((~fits).sum())
+        self.num_oversized = int((~self.limits.fits(self.lengths)).sum())
         if self.num_oversized:
             log.warning("%d chains exceed the batch budget alone and are never sampled", self.num_oversized)
 
-    # ------------------------------------------------------------ budget
-    def _fits(self, length: np.ndarray) -> np.ndarray:
-        if self.budget == "tokens":
-            return length <= self.max_tokens
-        return length**2 <= self.max_squared_res
-
     def capacity(self, max_length: int) -> int:
         """Largest B allowed for a batch whose longest chain has ``max_length`` residues."""
-        if self.budget == "tokens":
-            cap = self.max_tokens // max(max_length, 1)
-        else:
-            cap = self.max_squared_res // max(max_length, 1) ** 2
-        if self.max_batch_size is not None:
-            cap = min(cap, self.max_batch_size)
-        return int(cap)
+        return self.limits.capacity(max_length)
 
     # ------------------------------------------------------------ epoch plan
     def set_epoch(self, epoch: int) -> None:
@@ -137,7 +130,11 @@ class LengthBatchSampler:
             order = rng.permutation(n)
             _, first = np.unique(self.clusters[order], return_index=True)
             chosen = np.sort(order[first])
-        return chosen[self._fits(self.lengths[chosen])]
+        return chosen[self.limits.fits(self.lengths[chosen])]
+
+    def form_batches(self, chosen: np.ndarray, rng: np.random.Generator) -> list[list[int]]:
+        """Batches of one epoch from the chosen indices (``[M]``, shuffled unless ``shuffle=False``)."""
+        raise NotImplementedError
 
     def global_batches(self, epoch: int | None = None) -> list[list[int]]:
         """All batches of an epoch before sharding (list of index lists)."""
@@ -146,21 +143,7 @@ class LengthBatchSampler:
         chosen = self._select(rng)
         if self.shuffle:
             chosen = rng.permutation(chosen)
-        if self.mode == "time":
-            return [[index] * self.capacity(int(self.lengths[index])) for index in chosen.tolist()]
-        chosen = chosen[np.argsort(self.lengths[chosen], kind="stable")]
-        batches: list[list[int]] = []
-        current: list[int] = []
-        for index in chosen.tolist():
-            if current and len(current) + 1 > self.capacity(int(self.lengths[index])):
-                batches.append(current)
-                current = []
-            current.append(index)
-        if current:
-            batches.append(current)
-        if self.shuffle:
-            batches = [batches[i] for i in rng.permutation(len(batches))]
-        return batches
+        return self.form_batches(chosen, rng)
 
     def batches(self, epoch: int | None = None) -> list[list[int]]:
         """This rank's batches of an epoch (every rank gets the same number)."""
@@ -181,6 +164,40 @@ class LengthBatchSampler:
 
     def __len__(self) -> int:
         return len(self.batches())
+
+
+class LengthBatchSampler(BudgetBatchSampler):
+    """Length batches: chains of similar length per batch, packed up to the budget (arguments: see
+    :class:`BudgetBatchSampler`). With ``shuffle=False`` the batches come in ascending length, every chain once."""
+
+    def form_batches(self, chosen: np.ndarray, rng: np.random.Generator) -> list[list[int]]:
+        """Stable sort by length, :func:`~flowbb.data.packing.pack_batches`, then shuffle the batches."""
+        order = chosen[np.argsort(self.lengths[chosen], kind="stable")]
+        batches = pack_batches(self.lengths, self.limits, order=order)
+        if self.shuffle:
+            batches = [batches[i] for i in rng.permutation(len(batches))]
+        return batches
+
+
+class TimeBatchSampler(BudgetBatchSampler):
+    """Time batches: each batch is one chain repeated as many times as the budget holds (arguments: see
+    :class:`BudgetBatchSampler`; training only: a chain's copies differ only in their t and prior draw)."""
+
+    def form_batches(self, chosen: np.ndarray, rng: np.random.Generator) -> list[list[int]]:
+        """``[index] * capacity(L_index)`` for each chosen index, in the (shuffled) order given."""
+        return [[index] * self.capacity(int(self.lengths[index])) for index in chosen.tolist()]
+
+
+#: ``data.batcher.mode`` -> the sampler that makes that kind of batch
+BATCH_SAMPLERS: dict[str, type[BudgetBatchSampler]] = {"length": LengthBatchSampler, "time": TimeBatchSampler}
+
+
+def make_batch_sampler(mode: str, lengths: Sequence[int] | np.ndarray, **kwargs) -> BudgetBatchSampler:
+    """The sampler of ``mode`` (``length`` | ``time``, :data:`BATCH_SAMPLERS`) over ``lengths`` ``[N]``; ``kwargs``
+    as :class:`BudgetBatchSampler`."""
+    if mode not in BATCH_SAMPLERS:
+        raise ValueError(f"batcher mode must be one of {tuple(BATCH_SAMPLERS)}, got {mode!r}")
+    return BATCH_SAMPLERS[mode](lengths, **kwargs)
 
 
 def batch_statistics(batches: list[list[int]], lengths: Sequence[int] | np.ndarray) -> dict[str, float]:

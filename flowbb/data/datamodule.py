@@ -18,7 +18,7 @@ import lightning as L
 import numpy as np
 import torch
 
-from flowbb.data.batcher import LengthBatchSampler
+from flowbb.data.batcher import BudgetBatchSampler, make_batch_sampler
 from flowbb.data.clusters import compute_clusters
 from flowbb.data.dataset import ProteinChainDataset, collate
 from flowbb.data.filters import FilterConfig, filter_mask
@@ -236,14 +236,15 @@ class ProteinDataModule(L.LightningDataModule):
 
     def batch_sampler(
         self, dataset: ProteinChainDataset, clusters: np.ndarray | None, shuffle: bool
-    ) -> LengthBatchSampler:
-        """The batcher for a dataset (rank/world size from the trainer when attached). Validation
-        (``shuffle=False``) always batches by length: every validation chain once per pass."""
+    ) -> BudgetBatchSampler:
+        """The batcher for a dataset (rank/world size from the trainer when attached): ``batcher.mode`` picks
+        length or time batches (:func:`flowbb.data.batcher.make_batch_sampler`). Validation (``shuffle=False``)
+        always makes length batches: every validation chain once per pass."""
         world, rank = self._world()
         cfg = self.batcher_cfg
-        return LengthBatchSampler(
+        return make_batch_sampler(
+            cfg["mode"] if shuffle else "length",
             dataset.lengths,
-            mode=cfg["mode"] if shuffle else "length",
             max_tokens=cfg.get("max_tokens"),
             max_batch_size=cfg.get("max_batch_size"),
             budget=cfg.get("budget", "tokens"),
@@ -256,7 +257,7 @@ class ProteinDataModule(L.LightningDataModule):
         )
 
     def _loader(
-        self, dataset: ProteinChainDataset, sampler: LengthBatchSampler
+        self, dataset: ProteinChainDataset, sampler: BudgetBatchSampler
     ) -> torch.utils.data.DataLoader:
         workers = int(self.loader_cfg["num_workers"])
         return torch.utils.data.DataLoader(

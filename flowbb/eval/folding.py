@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from flowbb.data.packing import BatchBudget, pack_batches
 from flowbb.errors import UserError
 from flowbb.eval.inverse_folding import resolve_device
 
@@ -97,36 +98,6 @@ def predicted_tm(ptm_logits: torch.Tensor, max_bin: float = 31.0) -> float:
     probs = torch.softmax(ptm_logits.float(), dim=-1)
     tm_term = (probs * (1.0 / (1.0 + centers**2 / d0**2))).sum(-1)  # [L, L]
     return float(tm_term.mean(-1).max())
-
-
-def length_batches(lengths: list[int], max_tokens: int, max_batch_size: int | None = None) -> list[list[int]]:
-    """Group indices into batches of similar length under a token budget.
-
-    Indices are sorted by (length, index); a batch grows while ``len(batch) * L_max <= max_tokens`` and
-    ``len(batch) <= max_batch_size``; a sequence longer than the budget gets a batch of its own.
-
-    Args:
-        lengths: ``[N]`` sequence lengths.
-        max_tokens: token budget per batch.
-        max_batch_size: optional cap on sequences per batch.
-    Returns:
-        list of index lists covering ``range(N)`` exactly once.
-    """
-    if max_tokens < 1:
-        raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
-    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
-    batches: list[list[int]] = []
-    current: list[int] = []
-    for i in order:
-        cand = current + [i]
-        too_many = max_batch_size is not None and len(cand) > max_batch_size
-        if current and (len(cand) * lengths[i] > max_tokens or too_many):
-            batches.append(current)
-            cand = [i]
-        current = cand
-    if current:
-        batches.append(current)
-    return batches
 
 
 class ESMFoldPredictor:
@@ -270,7 +241,8 @@ class ESMFoldPredictor:
             raise ValueError(f"fold: empty sequence at positions {bad}")
         seqs = [s.upper() for s in sequences]
         results: list[FoldedStructure | None] = [None] * len(seqs)
-        for batch in length_batches([len(s) for s in seqs], self.max_tokens_per_batch, self.max_batch_size):
+        budget = BatchBudget(max_tokens=self.max_tokens_per_batch, max_batch_size=self.max_batch_size)
+        for batch in pack_batches([len(s) for s in seqs], budget):
             folded = self._fold_with_retry([seqs[i] for i in batch], with_pdb)
             for i, f in zip(batch, folded):
                 results[i] = f

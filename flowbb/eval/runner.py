@@ -25,7 +25,7 @@ import numpy as np
 from flowbb.errors import UserError
 from flowbb.eval.inverse_folding import has_native_sequence
 from flowbb.eval.metrics import backbone_metrics, self_consistency, summarize_designs
-from flowbb.eval.samples import Sample, discover_samples, make_groups, read_sample, sample_seed
+from flowbb.eval.samples import Sample, discover_samples, read_sample, same_length_groups, sample_seed
 
 log = logging.getLogger(__name__)
 
@@ -318,7 +318,7 @@ def evaluate(cfg: Any) -> dict:
                 f"samples {stems[s.file_stem]} and {s.path} map to the same sample name {s.name!r}"
             )
         stems[s.file_stem] = s.path
-    groups = make_groups(samples, int(cfg.get("group_size", 4)))
+    groups = same_length_groups(samples, int(cfg.get("group_size", 4)))
     pending = [g for g in groups if any(s.name not in done for s in g)]
     n_todo = sum(1 for g in pending for s in g if s.name not in done)
     log.info(

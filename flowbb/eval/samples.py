@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from flowbb.data.packing import BatchBudget, pack_batches
 from flowbb.data.structure_io import is_structure_file, read_chains
 
 _EXT = re.compile(r"(\.(pdb|ent|cif|mmcif|bcif))(\.(gz|bz2))?$", re.IGNORECASE)
@@ -115,21 +116,19 @@ def read_sample(path: Path, root: Path, chain: str | None = None) -> Sample:
     )
 
 
-def make_groups(samples: list[Sample], group_size: int) -> list[list[Sample]]:
-    """Consecutive same-length samples (sorted by length, then name), at most ``group_size`` per group.
+def same_length_groups(samples: list[Sample], group_size: int) -> list[list[Sample]]:
+    """Groups of consecutive same-length samples (sorted by length, then name), at most ``group_size`` per group
+    (:func:`flowbb.data.packing.pack_batches` with a batch-size budget).
 
     Groups depend only on the full sample list, so an interrupted and a resumed run fold exactly the same
     batches (identical numerics).
     """
     if group_size < 1:
         raise ValueError(f"group_size must be >= 1, got {group_size}")
-    groups: list[list[Sample]] = []
-    for s in sorted(samples, key=lambda s: (s.length, s.name)):
-        if groups and groups[-1][0].length == s.length and len(groups[-1]) < group_size:
-            groups[-1].append(s)
-        else:
-            groups.append([s])
-    return groups
+    order = sorted(range(len(samples)), key=lambda i: (samples[i].length, samples[i].name))
+    lengths = [s.length for s in samples]
+    groups = pack_batches(lengths, BatchBudget(max_batch_size=group_size), order=order, same_length=True)
+    return [[samples[i] for i in group] for group in groups]
 
 
 def sample_seed(seed: int, name: str) -> int:

@@ -1,4 +1,4 @@
-"""Length batcher: budgets, coverage across ranks, equal batch counts, determinism, clusters."""
+"""Length and time batch samplers: budgets, coverage across ranks, equal batch counts, determinism, clusters."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from flowbb.data.batcher import LengthBatchSampler, batch_statistics
+from flowbb.data.batcher import LengthBatchSampler, TimeBatchSampler, batch_statistics, make_batch_sampler
 
 
 @pytest.fixture(scope="module")
@@ -16,8 +16,8 @@ def lengths() -> np.ndarray:
     return rng.integers(40, 700, size=997)
 
 
-def _all_ranks(lengths, world, epoch=0, **kw):
-    samplers = [LengthBatchSampler(lengths, num_replicas=world, rank=r, **kw) for r in range(world)]
+def _all_ranks(lengths, world, epoch=0, mode="length", **kw):
+    samplers = [make_batch_sampler(mode, lengths, num_replicas=world, rank=r, **kw) for r in range(world)]
     for s in samplers:
         s.set_epoch(epoch)
     return [list(s) for s in samplers]
@@ -101,7 +101,8 @@ def test_time_batches_repeat_one_chain_up_to_the_budget(lengths, budget, world):
           "max_batch_size": 24, "seed": 2}
     per_rank = _all_ranks(lengths, world, epoch=1, **kw)
     assert len({len(b) for b in per_rank}) == 1
-    sampler = LengthBatchSampler(lengths, **kw)
+    sampler = make_batch_sampler(kw.pop("mode"), lengths, **kw)
+    assert isinstance(sampler, TimeBatchSampler)
     sampler.set_epoch(1)
     global_batches = sampler.global_batches()
     fits = lengths <= 4096 if budget == "tokens" else lengths**2 <= 400_000
@@ -120,8 +121,8 @@ def test_time_batches_repeat_one_chain_up_to_the_budget(lengths, budget, world):
 
 def test_time_batches_one_chain_per_cluster_and_bad_mode(lengths):
     clusters = np.arange(len(lengths)) // 5
-    sampler = LengthBatchSampler(lengths, mode="time", max_tokens=4096, clusters=clusters, seed=0)
+    sampler = TimeBatchSampler(lengths, max_tokens=4096, clusters=clusters, seed=0)
     heads = [b[0] for b in sampler]
     assert sorted(Counter(clusters[heads]).values()) == [1] * len(np.unique(clusters))
     with pytest.raises(ValueError, match="batcher mode"):
-        LengthBatchSampler(lengths, mode="times", max_tokens=4096)
+        make_batch_sampler("times", lengths, max_tokens=4096)

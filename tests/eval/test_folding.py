@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
+from flowbb.data.packing import BatchBudget, pack_batches
 from flowbb.eval.folding import (
     ESMFoldPredictor,
     FoldingWeightsNotFound,
-    length_batches,
     load_esmfold,
     predicted_tm,
     tiny_random_esmfold,
@@ -25,11 +25,12 @@ def tiny() -> ESMFoldPredictor:
     return tiny_random_esmfold(seed=0, device="cpu")
 
 
-def test_length_batches_respect_budget_and_cover_all() -> None:
+def test_folding_batches_respect_budget_and_cover_all() -> None:
+    """ESMFold's batches (flowbb.data.packing.pack_batches under a token and batch-size budget)."""
     rng = np.random.default_rng(0)
     lengths = rng.integers(20, 400, size=200).tolist()
     for max_tokens, max_bs in ((1000, None), (2048, 4), (100, 8)):
-        batches = length_batches(lengths, max_tokens, max_bs)
+        batches = pack_batches(lengths, BatchBudget(max_tokens=max_tokens, max_batch_size=max_bs))
         flat = sorted(i for b in batches for i in b)
         assert flat == list(range(len(lengths)))
         for b in batches:
