@@ -8,7 +8,7 @@ Measurements (each in a fresh subprocess, so that peak memory is clean):
 - seconds per backbone at L = 100 and L = 300 (``--lengths``), a batch of 8 (``--batch``);
 
 all with ``--num-steps`` (100) Euler steps, self-conditioning and the ODE (noise_scale 0), through
-:func:`flowbb.training.sampling.sample_batch` (the code path of ``scripts/sample.py``, without file writing).
+:func:`flowbb.inference.generate.sample_batch` (the code path of ``scripts/sample.py``, without file writing).
 Without ``--ckpt`` the network is the ``foldflow_flash`` experiment's model (``configs/model/flash.yaml`` when the
 experiment config is absent) with random-init weights (seed 0): fine for timing and memory, which do not depend on
 the weight values. Peak extra memory on CPU: the peak resident set size during sampling minus the resident size just
@@ -40,7 +40,7 @@ def build_random_model(seed: int = 0):
     from hydra import compose, initialize_config_dir
 
     from flowbb.flow.config import as_flow_config
-    from flowbb.training.module import build_model
+    from flowbb.inference.checkpoint import build_model
 
     exp_file = REPO / "configs" / "experiment" / f"{EXPERIMENT}.yaml"
     overrides = [f"paths.root={REPO}", "paths.run_dir=/tmp/flowbb_bench_sample_run"]
@@ -63,11 +63,11 @@ def worker(args: argparse.Namespace) -> dict:
 
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    from flowbb.training.sampling import SamplingSettings, sample_batch, sample_seed
+    from flowbb.inference.generate import SamplingSettings, sample_batch, sample_seed
 
     device = torch.device(args.device)
     if args.ckpt:
-        from flowbb.training.checkpoint import load_checkpoint
+        from flowbb.inference.checkpoint import load_checkpoint
 
         loaded = load_checkpoint(args.ckpt, device=device)
         model, flow_cfg, source = loaded.model, loaded.flow_cfg, f"{loaded.path} ({loaded.weights} weights)"

@@ -8,7 +8,8 @@ Keys and defaults: configs/sample.yaml. Output: out_dir/length_<L>/sample_<i>.pd
 N, CA, C, O, poly-GLY; RNA checkpoints: the 12 rebuilt backbone atoms, residues N or residue_name=A|C|G|U),
 with save_traj the x_t and clean-prediction trajectories (num_steps + 1 models each), out_dir/samples.csv (one row
 per sample: path, length, seed, seconds, checkpoint, sampler settings) and out_dir/sample_config.yaml.
-The logic lives in flowbb.training.sampling; this script parses the config, shows progress and a summary.
+The logic lives in flowbb.inference (no Lightning import); this script parses the config, shows progress and a
+summary.
 """
 
 from __future__ import annotations
@@ -32,9 +33,9 @@ def run(cfg: DictConfig) -> int:
     from tqdm.auto import tqdm
 
     from flowbb.errors import UserError
-    from flowbb.training.checkpoint import load_checkpoint
-    from flowbb.training.sample_cost import StepProgress, check_max_length, counting_model_fn, estimate_cost
-    from flowbb.training.sampling import SamplingSettings, check_lengths, generate, plan_batches
+    from flowbb.inference.checkpoint import load_checkpoint
+    from flowbb.inference.cost import StepProgress, check_max_length, counting_model_fn, estimate_cost
+    from flowbb.inference.generate import SamplingSettings, check_lengths, generate, plan_batches
 
     console = Console(stderr=True, soft_wrap=True)  # no hard line breaks inside paths/messages
     if OmegaConf.is_missing(cfg, "ckpt_path") or not cfg.ckpt_path:

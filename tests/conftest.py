@@ -45,19 +45,27 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Sampling / notebook tests (owner: sampler helper): a real flowbb checkpoint trained in seconds.
-# ``experiment=debug model=tiny`` (tiny FlashIPA model) for a few steps on a processed store of six small single-chain ddg
-# structures, through ``flowbb.training.train`` exactly as ``python train.py`` runs it: the checkpoint holds EMA
-# weights and the resolved training config. Used by tests/training/test_sampling.py and tests/test_notebook.py.
+# Inference / notebook / validation tests: real flowbb checkpoints trained in seconds, through
+# ``flowbb.training.train`` exactly as ``python train.py`` runs it (EMA weights and the resolved training config).
+# ``tiny_checkpoint``: ``experiment=debug model=tiny`` (tiny FlashIPA model) for a few steps on six small single-chain
+# ddg structures; used by tests/inference/ and tests/test_notebook.py. ``rna_run``: the tiny model with the RNA head
+# (``experiment=rna_cpu_small``) on real RNA chains, validated by sampling at the end; used by
+# tests/inference/test_generate_rna.py and tests/training/test_callbacks.py.
 # ---------------------------------------------------------------------------------------------------------------
 
 TINY_CKPT_FILES = ("1BPI.pdb", "1CSP.pdb", "1SHG.pdb", "1MSI.pdb", "1B5M.pdb", "2HPR.pdb")  # 57-87 residues
 TINY_CKPT_STEPS = 4
+# five real RNA chains of ../shared/data/rna (40-70 nt), those of tests/training's RNA set; the CASP chain R1107 is
+# held out by data=rna's split
+RNA_CKPT_FILES = ("grnade__RCSB__B.pdb.gz", "rna3dbench__6JQ5_clean_fixed__A.pdb.gz", "medium__1XJR__A.pdb.gz",
+                  "medium__3D2V__A.pdb.gz", "medium__R1107__A.pdb.gz")
+RNA_RUN_STEPS = 3
+RNA_VAL_LENGTH = 12  # the RNA run's validation samples 2 chains of this length at the end of fit
 
 
-@pytest.fixture(scope="session")
-def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Path:
-    """``last.ckpt`` of a 4-step ``experiment=debug model=tiny`` run (EMA decay 0.5, so EMA and raw weights differ)."""
+def _train_tiny(root: Path, raw_files: list[Path], overrides: list[str]) -> dict:
+    """Preprocess ``raw_files`` into ``root/processed`` and train ``configs/train.yaml`` with ``overrides`` in
+    ``root/run`` on one thread (a tiny model: one thread is several times faster than two on a busy 2-core box)."""
     import shutil
 
     from hydra import compose, initialize_config_dir
@@ -65,32 +73,53 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory, shared_data: Path)
     from flowbb.data.preprocess import preprocess
     from flowbb.training.run import train
 
-    root = tmp_path_factory.mktemp("tiny_ckpt")
     raw = root / "raw"
     raw.mkdir()
-    for name in TINY_CKPT_FILES:
-        shutil.copy(shared_data / "pdb" / "ddg" / name, raw / name)
+    for path in raw_files:
+        shutil.copy(path, raw / path.name)
     processed = root / "processed"
     preprocess(raw, processed, num_workers=0, progress=False)
-    run_dir = root / "run"
-    overrides = [
-        f"paths.root={REPO_ROOT}", f"paths.run_dir={run_dir}", "experiment=debug", "model=tiny", "logger=none",
-        "data=pdb", f"data.processed_dir={processed}", "data.filters.min_length=40", "data.filters.max_length=100",
-        "data.filters.monomer_only=false", "data.filters.max_resolution=null", "data.filters.max_coil_frac=null",
-        "data.filters.rg_factor=null", "data.clusters.enabled=false", "data.split.num_val_chains=0",
-        "data.loader.num_workers=0", "data.loader.persistent_workers=false", "data.batcher.max_tokens=256",
-        f"trainer.max_steps={TINY_CKPT_STEPS}", "trainer.enable_progress_bar=false", "callbacks.ema.decay=0.5",
-        "callbacks.validation.every_n_steps=0", "callbacks.validation.run_at_end=false",
-        "~callbacks.progress_bar", "~callbacks.lr_monitor",
-    ]
+    base = [f"paths.root={REPO_ROOT}", f"paths.run_dir={root / 'run'}", f"data.processed_dir={processed}",
+            "data.split.num_val_chains=0", "data.loader.num_workers=0", "data.batcher.max_tokens=256",
+            "trainer.enable_progress_bar=false", "callbacks.ema.decay=0.5"]
     with initialize_config_dir(config_dir=str(REPO_ROOT / "configs"), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=overrides)
+        cfg = compose(config_name="train", overrides=[*base, *overrides])
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # a tiny model: one thread is several times faster than two on a busy 2-core box
+    torch.set_num_threads(1)
     try:
-        summary = train(cfg)
+        return train(cfg)
     finally:
         torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Path:
+    """``last.ckpt`` of a 4-step ``experiment=debug model=tiny`` run (EMA decay 0.5, so EMA and raw weights differ)."""
+    files = [shared_data / "pdb" / "ddg" / name for name in TINY_CKPT_FILES]
+    summary = _train_tiny(tmp_path_factory.mktemp("tiny_ckpt"), files, [
+        "experiment=debug", "model=tiny", "logger=none", "data=pdb", "data.filters.min_length=40",
+        "data.filters.max_length=100", "data.filters.monomer_only=false", "data.filters.max_resolution=null",
+        "data.filters.max_coil_frac=null", "data.filters.rg_factor=null", "data.clusters.enabled=false",
+        "data.loader.persistent_workers=false", f"trainer.max_steps={TINY_CKPT_STEPS}",
+        "callbacks.validation.every_n_steps=0", "callbacks.validation.run_at_end=false",
+        "~callbacks.progress_bar", "~callbacks.lr_monitor",
+    ])
     ckpt = Path(summary["last_checkpoint"])
     assert summary["global_step"] == TINY_CKPT_STEPS and ckpt.is_file(), summary
     return ckpt
+
+
+@pytest.fixture(scope="session")
+def rna_run(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Path:
+    """Run folder of 3 training steps of the tiny model with the RNA head (CSV logger); validation samples 2 chains
+    of ``RNA_VAL_LENGTH`` nt with 3 Euler steps at the end (``val_samples/``, ``metrics.csv``)."""
+    root = tmp_path_factory.mktemp("rna_ckpt")
+    summary = _train_tiny(root, [shared_data / "rna" / n for n in RNA_CKPT_FILES], [
+        "experiment=rna_cpu_small", "model=tiny", "logger=csv", "trainer.log_every_n_steps=1",
+        f"trainer.max_steps={RNA_RUN_STEPS}", "callbacks.validation.every_n_steps=0",
+        "callbacks.validation.run_at_end=true", f"callbacks.validation.lengths=[{RNA_VAL_LENGTH}]",
+        "callbacks.validation.samples_per_length=2", "callbacks.validation.num_steps=3",
+        "callbacks.validation.log_structures=false",
+    ])
+    assert summary["global_step"] == RNA_RUN_STEPS, summary
+    return root / "run"

@@ -24,7 +24,7 @@ import torch
 
 from flowbb.data.packing import BatchBudget, pack_batches
 from flowbb.errors import UserError
-from flowbb.eval.inverse_folding import resolve_device
+from flowbb.inference.device import resolve_device
 
 DEFAULT_HUB_ID = "facebook/esmfold_v1"
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -135,7 +135,7 @@ class ESMFoldPredictor:
         for key, val in (("lm_dtype", lm_dtype), ("trunk_dtype", trunk_dtype)):
             if val not in _DTYPES:
                 raise ValueError(f"folding.{key}={val!r}: expected one of {sorted(_DTYPES)}")
-        self.device = resolve_device(device)
+        self.device = resolve_device(device, allow_mps=False)
         self.name = name
         self.meaningless = bool(meaningless)
         self.max_tokens_per_batch = int(max_tokens_per_batch)

@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from flowbb.inference.device import resolve_device
+
 MPNN_ALPHABET = "ACDEFGHIKLMNPQRSTVWYX"
 _AA_INDEX = {a: i for i, a in enumerate(MPNN_ALPHABET)}
 MODEL_NAMES = ("v_48_002", "v_48_010", "v_48_020", "v_48_030")
@@ -38,13 +40,6 @@ class DesignedSequence:
     sequence: str
     score: float
     recovery: float | None
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``"auto"``/``None`` -> CUDA when available else CPU; otherwise ``torch.device(device)``."""
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def proteinmpnn_weights_path(
@@ -154,7 +149,7 @@ class ProteinMPNNDesigner:
         unknown = set(omit_aas.upper()) - set(MPNN_ALPHABET)
         if unknown:
             raise ValueError(f"inverse_folding.omit_aas contains unknown letters {sorted(unknown)}")
-        self.device = resolve_device(device)
+        self.device = resolve_device(device, allow_mps=False)
         self.cpu_threads = cpu_threads
         self.ca_only = bool(ca_only)
         self.num_seqs = int(num_seqs)

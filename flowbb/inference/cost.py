@@ -26,7 +26,7 @@ import torch
 
 from flowbb.flow.config import FlowConfig
 from flowbb.flow.sampler import ModelFn, res_mask_from_lengths
-from flowbb.training.sampling import SampleBatch, SamplingSettings, draw_priors
+from flowbb.inference.generate import SampleBatch, SamplingSettings, draw_priors
 
 Tensor = torch.Tensor
 
@@ -146,7 +146,7 @@ def estimate_cost(model: torch.nn.Module, model_fn: ModelFn, flow_cfg: FlowConfi
         model: the network (for its weight size).
         model_fn: ``model_fn(batch)`` as the sampler calls it.
         flow_cfg: the checkpoint's flow config.
-        plan: the batches (:func:`flowbb.training.sampling.plan_batches`).
+        plan: the batches (:func:`flowbb.inference.generate.plan_batches`).
         settings: resolved sampler settings (``num_steps``).
         device: where the model runs.
         probe_max: the longer probe length is ``min(longest requested, probe_max)``; the shorter a quarter of it.

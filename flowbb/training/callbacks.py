@@ -17,6 +17,7 @@ import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import WandbLogger
 
+from flowbb.inference.generate import SamplingSettings, generate, stack_atoms
 from flowbb.molecules import molecule_of_config
 from flowbb.training.ema import EMA
 from flowbb.training.metrics import mean_metrics
@@ -69,11 +70,12 @@ def find_ema(trainer: pl.Trainer) -> EMA | None:
 class SampleValidation(Callback):
     """Validation by sampling: every ``every_n_steps`` optimizer steps (and at the end of fit when
     ``run_at_end``), global rank 0 samples ``samples_per_length`` backbones of each length in ``lengths``
-    with :func:`flowbb.flow.sampler.sample` using the EMA weights, writes them as PDB files under
-    ``out_dir/step_<N>/`` and logs their mean geometry (``val/ca_ca_deviation``, ``val/ca_ca_mean``,
-    ``val/clashes``, ``val/rg``, ``val/rg_ratio``, ``val/helix_frac``, ``val/strand_frac``, ``val/coil_frac``,
-    ``val/sample_seconds``) to every logger, plus the structures as ``wandb.Molecule`` when W&B logs and
-    ``log_structures`` is set. The molecule type is the training config's
+    with the EMA weights through the sampler's own :func:`flowbb.inference.generate.generate`: the same per-sample
+    seeds (``sample_seed(seed, L, i)``, so every validation round starts from the same priors) and the same files,
+    ``out_dir/step_<N>/length_<L>/sample_<i>.pdb`` plus ``samples.csv``. It logs their mean geometry
+    (``val/ca_ca_deviation``, ``val/ca_ca_mean``, ``val/clashes``, ``val/rg``, ``val/rg_ratio``, ``val/helix_frac``,
+    ``val/strand_frac``, ``val/coil_frac``, ``val/sample_seconds``) to every logger, plus the structures as
+    ``wandb.Molecule`` when W&B logs and ``log_structures`` is set. The molecule type is the training config's
     (:func:`flowbb.molecules.molecule_of_config`): RNA runs sample through the torsion head, write the 12 rebuilt
     atoms and log the RNA geometry of :func:`flowbb.training.metrics.rna_backbone_metrics` (``val/c4_c4_mean``,
     ``val/c4_c4_deviation``, ``val/c4_c4_in_range``, ``val/clashes``, ``val/rg``, ``val/rg_ratio``,
@@ -81,11 +83,12 @@ class SampleValidation(Callback):
 
     Args:
         every_n_steps: period in optimizer steps (0: only at the end).
-        lengths: chain lengths to sample.
-        samples_per_length: samples per length (all in one batch).
-        num_steps: Euler steps of the sampler (None: the flow config's ``sample_num_steps``).
-        seed: seed of the sampler's generator (the same noise at every validation, so rounds compare).
-        out_dir: where the PDB files go.
+        lengths: chain lengths to sample (a length listed twice is sampled once).
+        samples_per_length: samples per length (all of one length in one batch).
+        num_steps: Euler steps of the sampler (None: the flow config's ``sample_num_steps``); the other sampler
+            settings are the flow config's (``sample_*``), as in ``scripts/sample.py``.
+        seed: the run seed of the sampler (per-sample seeds derive from it, as in ``scripts/sample.py``).
+        out_dir: where the PDB files go (one ``step_<N>`` folder per validation).
         log_structures: also log the PDB files to W&B as molecules.
         run_at_end: also validate when fit ends (if the last step was not just validated).
     """
@@ -96,6 +99,8 @@ class SampleValidation(Callback):
             raise ValueError(f"callbacks.validation.lengths: need lengths >= 2, got {list(lengths)}")
         if samples_per_length < 1 or (num_steps is not None and num_steps < 1):
             raise ValueError("callbacks.validation: samples_per_length and num_steps must be >= 1")
+        if int(seed) < 0:
+            raise ValueError(f"callbacks.validation.seed must be >= 0, got {seed}")
         self.every_n_steps = int(every_n_steps)
         self.lengths = [int(n) for n in lengths]
         self.samples_per_length = int(samples_per_length)
@@ -119,9 +124,7 @@ class SampleValidation(Callback):
 
     @torch.no_grad()
     def validate(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, float]:
-        """Sample, measure, write and log (rank 0 only; other ranks return at once). Returns the metrics."""
-        from flowbb.flow.sampler import sample_lengths
-
+        """Sample, write, measure and log (rank 0 only; other ranks return at once). Returns the metrics."""
         step = trainer.global_step
         self._last_step = step
         if not trainer.is_global_zero:
@@ -129,39 +132,30 @@ class SampleValidation(Callback):
         model = pl_module.model
         molecule = molecule_of_config(pl_module.cfg)
         ema = find_ema(trainer)
-        lengths = [n for n in self.lengths for _ in range(self.samples_per_length)]
-        device = pl_module.device
-        generator = torch.Generator(device=device).manual_seed(self.seed)
+        step_dir = self.out_dir / f"step_{step:07d}"
+        # every sample of one length in one batch (the padding-free batches of the sampler)
+        settings = SamplingSettings(num_steps=self.num_steps, max_tokens=max(self.lengths) * self.samples_per_length)
         was_training = model.training
-        t0 = time.perf_counter()
         ctx = ema.swapped(pl_module) if ema is not None else contextlib.nullcontext()
         try:
             with ctx:
                 model.eval()
-                out = sample_lengths(lambda b: model(b), lengths, pl_module.flow_cfg, device=device,
-                                     num_steps=self.num_steps, generator=generator, molecule=molecule)
+                samples = generate(lambda b: model(b), pl_module.flow_cfg, self.lengths, self.samples_per_length,
+                                   step_dir, seed=self.seed, settings=settings, device=pl_module.device,
+                                   weights="ema" if ema is not None else "raw", overwrite=True, molecule=molecule)
         finally:
             model.train(was_training)
-        seconds = time.perf_counter() - t0
-        rows = molecule.sample_metrics(out["atoms"], out["res_mask"])
-        metrics = mean_metrics(rows, prefix="val/")
+        seconds = sum(s.seconds for s in samples)  # sampling time of all batches, without the file writing
+        atoms, res_mask = stack_atoms(samples)
+        metrics = mean_metrics(molecule.sample_metrics(atoms, res_mask), prefix="val/")
         metrics["val/sample_seconds"] = seconds
-        step_dir = self.out_dir / f"step_{step:07d}"
-        step_dir.mkdir(parents=True, exist_ok=True)
-        paths = []
-        counts: dict[int, int] = {}
-        for b, n in enumerate(lengths):
-            i = counts.get(n, 0)
-            counts[n] = i + 1
-            path = step_dir / f"len{n}_{i}.pdb"
-            molecule.write_pdb(path, out["atoms"][b, :n].float().cpu())
-            paths.append(path)
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=step)
             if self.log_structures and isinstance(logger, WandbLogger):
                 import wandb
 
-                molecules = [wandb.Molecule(str(p), caption=p.stem) for p in paths]
+                molecules = [wandb.Molecule(str(s.path), caption=f"length_{s.length}/{s.path.stem}")
+                             for s in samples]
                 logger.experiment.log({"val/samples": molecules, "trainer/global_step": step})
         log.info("validation at step %d: %s (%.1f s, PDBs in %s)", step,
                  ", ".join(f"{k[4:]}={v:.3g}" for k, v in metrics.items() if k != "val/sample_seconds"),

@@ -21,10 +21,9 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import Callback
 
-Tensor = torch.Tensor
+from flowbb.inference.checkpoint import EMA_KEY, EMA_UPDATES_KEY
 
-EMA_KEY = "ema_state_dict"
-EMA_UPDATES_KEY = "ema_num_updates"
+Tensor = torch.Tensor
 
 
 class EMA(Callback):

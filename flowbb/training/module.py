@@ -22,7 +22,6 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-import hydra
 import lightning.pytorch as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -30,6 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 from flowbb.flow.config import FlowConfig, as_flow_config
 from flowbb.flow.interpolant import Interpolant
 from flowbb.flow.losses import flow_losses, t_bin_losses
+from flowbb.inference.checkpoint import build_model
 from flowbb.molecules import molecule_of
 from flowbb.training.guard import NonFiniteGuard
 from flowbb.training.schedule import lr_lambda
@@ -44,11 +44,6 @@ def _to_dictconfig(cfg: Mapping[str, Any] | DictConfig) -> DictConfig:
     if isinstance(cfg, DictConfig):
         return cfg
     return OmegaConf.create(dict(cfg))
-
-
-def build_model(model_cfg: Mapping[str, Any] | DictConfig) -> torch.nn.Module:
-    """The network from the ``model`` config group (``_target_`` instantiation)."""
-    return hydra.utils.instantiate(model_cfg, _convert_="all")
 
 
 def clean_frames(batch: Mapping[str, Tensor]) -> dict[str, Tensor]:

@@ -6,7 +6,7 @@ it (:func:`plan_resume`).
 CUDA, more GPUs than the machine has, and main keys of the wrong type (``trainer.max_steps=five``).
 
 :func:`plan_resume` finds the checkpoint (``ckpt_path`` or ``<run_dir>/checkpoints/last.ckpt``), reads it with the
-safe loader (:func:`flowbb.training.checkpoint.read_checkpoint`) and refuses, with one line naming the cause and the
+safe loader (:func:`flowbb.inference.checkpoint.read_checkpoint`) and refuses, with one line naming the cause and the
 way out (:class:`flowbb.errors.UserError`):
 
 - a checkpoint of **another model**: the stored ``hyper_parameters["cfg"]["model"]`` differs from the new
@@ -28,7 +28,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from flowbb.errors import UserError
-from flowbb.training.checkpoint import MODEL_PREFIX, FlowbbCheckpointError, build_model, read_checkpoint
+from flowbb.inference.checkpoint import MODEL_PREFIX, FlowbbCheckpointError, build_model, read_checkpoint
 
 LAST_CKPT = Path("checkpoints") / "last.ckpt"
 _MISSING = object()

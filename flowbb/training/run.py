@@ -8,7 +8,7 @@ Run directory layout (``paths.run_dir``, i.e. ``hydra.run.dir``)::
     checkpoints/step_*.ckpt   periodic checkpoints (the most recent ``save_top_k``)
     metrics.csv, hparams.yaml CSV metrics (appended across resumed launches)
     wandb/                    the W&B run (``offline-run-*`` when offline: ``wandb sync`` uploads it)
-    val_samples/step_*/       validation backbones (PDB)
+    val_samples/step_*/       validation backbones, as the sampler writes them (length_<L>/sample_<i>.pdb, samples.csv)
     train.log                 the log of the launch
 """
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from flowbb.training.checkpoint import FlowbbCheckpointError, load_checkpoint, read_checkpoint
+from flowbb.inference.checkpoint import FlowbbCheckpointError, load_checkpoint, read_checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -14,9 +14,9 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from flowbb.errors import UserError
-from flowbb.training.checkpoint import LoadedCheckpoint, load_checkpoint
-from flowbb.training.sample_cost import StepProgress, check_max_length, counting_model_fn, estimate_cost
-from flowbb.training.sampling import SamplingSettings, generate, plan_batches
+from flowbb.inference.checkpoint import LoadedCheckpoint, load_checkpoint
+from flowbb.inference.cost import StepProgress, check_max_length, counting_model_fn, estimate_cost
+from flowbb.inference.generate import SamplingSettings, generate, plan_batches
 
 REPO = Path(__file__).resolve().parents[2]
 

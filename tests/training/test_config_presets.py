@@ -10,7 +10,7 @@ import pytest
 from omegaconf import OmegaConf
 from train_testdata import CONFIG_DIR, compose_train_config
 
-from flowbb.training.module import build_model
+from flowbb.inference.checkpoint import build_model
 
 
 def _options(group: str) -> list[str]:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from flowbb.training.ema import EMA, EMA_KEY, EMA_UPDATES_KEY
+from flowbb.inference.checkpoint import EMA_KEY, EMA_UPDATES_KEY
+from flowbb.training.ema import EMA
 
 
 class _Holder(torch.nn.Module):

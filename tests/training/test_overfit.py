@@ -74,7 +74,7 @@ def test_debug_overfits_one_chain(one_chain_processed: Path, tmp_path: Path) -> 
 
     from flowbb.data.store import ProcessedStore
     from flowbb.eval.tm import tm_score
-    from flowbb.training.sampling import generate_from_checkpoint
+    from flowbb.inference.generate import generate_from_checkpoint
 
     arrays = ProcessedStore(one_chain_processed).chain(0)
     chain_ca = arrays["atoms"][arrays["atom_mask"][:, :3].all(1), 1].astype(np.float64)  # modelled residues

@@ -40,7 +40,7 @@ def test_rna_cpu_small_memorises_one_chain(one_rna_processed: Path, tmp_path: Pa
     C4'-C4' 6.10-6.20 Å."""
     from flowbb.data.store import ProcessedStore
     from flowbb.eval.tm import tm_score
-    from flowbb.training.sampling import generate_from_checkpoint
+    from flowbb.inference.generate import generate_from_checkpoint
 
     t0 = time.perf_counter()
     run = tmp_path / "run"

@@ -147,7 +147,7 @@ def test_cli_run_dir_contents_and_resume(small_processed: Path, tmp_path: Path) 
     assert (run / "metrics.csv").is_file() and (run / "train.log").is_file()
     offline = list((run / "wandb").glob("offline-run-*"))
     assert offline, sorted(p.name for p in run.iterdir())
-    assert list((run / "val_samples" / "step_0000002").glob("*.pdb"))
+    assert list((run / "val_samples" / "step_0000002").glob("length_*/sample_*.pdb"))
     assert _ckpt(run / "checkpoints" / "last.ckpt")["global_step"] == 2
 
     # refused relaunches (another model; max_steps below the run's step): one line, exit 2, folder byte-identical

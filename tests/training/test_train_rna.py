@@ -11,7 +11,7 @@ import pytest
 import torch
 from train_testdata import RNA_FILES, compose_train_config
 
-from flowbb.training.checkpoint import load_checkpoint
+from flowbb.inference.checkpoint import load_checkpoint
 from flowbb.training.module import FlowModule
 from flowbb.training.run import train
 
