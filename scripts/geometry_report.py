@@ -4,9 +4,11 @@
         --min-length 90 --max-length 110 --out bench_results/geometry.json
 
 For every backbone PDB under ``--samples`` (trajectory files skipped) and every chain of the processed
-``--reference`` set whose modeled length lies in [min, max]: mean CA-CA distance, its mean deviation from 3.8 A,
-CA-CA clash count, DSSP helix/strand/coil fractions and radius of gyration (flowbb.eval.metrics.backbone_metrics).
-Prints a table of the two groups' means and writes them (with per-structure rows) to ``--out`` as JSON.
+``--reference`` set whose modeled length lies in [min, max]: the geometry of flowbb.eval.metrics.backbone_metrics
+(mean CA-CA distance and its mean deviation from 3.8 A, CA-CA clashes and clashes per 100 residues, radius of
+gyration and its ratio to compact folded chains, DSSP helix/strand/coil fractions; key names of
+flowbb.geometry.report). Prints a table of the two groups' means and writes them (mean, min, max per key, with the
+per-structure rows) to ``--out`` as JSON.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import torch
 from rich.console import Console
 from rich.table import Table
 from tqdm import tqdm
@@ -24,26 +25,17 @@ from tqdm import tqdm
 from flowbb.data.store import ProcessedStore
 from flowbb.data.structure_io import read_chains
 from flowbb.eval.metrics import backbone_metrics
-from flowbb.geometry.checks import ca_ca_distances
+from flowbb.eval.sample_quality import group_summary
 
-KEYS = ["ca_ca_mean", "ca_ca_deviation", "num_clashes", "helix_frac", "strand_frac", "coil_frac",
-        "radius_of_gyration"]
+KEYS = ("length", "ca_ca_mean", "ca_ca_deviation", "clashes", "clashes_per_100", "helix_frac", "strand_frac",
+        "coil_frac", "rg", "rg_ratio")
 
 
 def structure_row(atoms: np.ndarray, atom_mask: np.ndarray, sequence: str | None, name: str) -> dict:
-    """Geometry of one backbone ``atoms [L, 4, 3]`` (A) with ``atom_mask [L, 4]``."""
-    row = backbone_metrics(atoms, atom_mask, sequence=sequence)
-    dist, valid = ca_ca_distances(torch.as_tensor(atoms[:, 1], dtype=torch.float64),
-                                  torch.as_tensor(atom_mask[:, 1]))
-    row["ca_ca_mean"] = float(dist[valid].mean())
+    """Geometry of one backbone ``atoms [L, 4, 3]`` (A) with ``atom_mask [L, 4]`` (DSSP string left out)."""
+    row = backbone_metrics(atoms[None], atom_mask[None], [sequence])[0]
     row.pop("secondary_structure")
-    row.update(name=name, length=int(atom_mask[:, 1].sum()))
-    return row
-
-
-def group_means(rows: list[dict]) -> dict[str, float]:
-    """Mean of every metric over a group of rows."""
-    return {k: float(np.mean([r[k] for r in rows])) for k in KEYS + ["length"]} | {"count": len(rows)}
+    return {"name": name, **row}
 
 
 def main() -> None:
@@ -72,7 +64,7 @@ def main() -> None:
         reference.append(structure_row(arrays["atoms"], arrays["atom_mask"], meta.at[row, "sequence"],
                                        f"{meta.at[row, 'source_file']}:{meta.at[row, 'chain_id']}"))
 
-    result = {"samples": group_means(samples), "reference": group_means(reference),
+    result = {"samples": group_summary(samples, KEYS), "reference": group_summary(reference, KEYS),
               "reference_lengths": [args.min_length, args.max_length],
               "sample_rows": samples, "reference_rows": reference}
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -83,7 +75,7 @@ def main() -> None:
     table.add_column("metric")
     table.add_column("samples", justify="right")
     table.add_column("real chains", justify="right")
-    for key in ["length"] + KEYS:
+    for key in KEYS:
         table.add_row(key, f"{result['samples'][key]:.3f}", f"{result['reference'][key]:.3f}")
     Console().print(table)
     print(f"wrote {args.out}")

@@ -1,20 +1,30 @@
-"""Per-backbone metrics: self-consistency (scRMSD, scTM, pLDDT), secondary structure, geometry checks.
+"""Per-backbone metrics: self-consistency (scRMSD, scTM, pLDDT) and the geometry of sampled or real backbones.
 
-Kabsch/RMSD come from :mod:`flowbb.geometry.align`, geometry checks from :mod:`flowbb.geometry.checks`,
-DSSP from :mod:`flowbb.data.secondary_structure`; TM-scores from :mod:`flowbb.eval.tm`.
+Geometry: :func:`backbone_metrics` (proteins: the trace report on CA plus DSSP) and :func:`rna_backbone_metrics`
+(RNA: the trace report on C4' plus bond and angle geometry), both on batches and both with the key names of
+:func:`flowbb.geometry.report.trace_report`; used by validation (:meth:`flowbb.molecules.base.Molecule.sample_metrics`),
+the evaluation runner, the learning benchmark (:mod:`flowbb.eval.sample_quality`) and ``scripts/geometry_report.py``.
+Kabsch/RMSD come from :mod:`flowbb.geometry.align`, DSSP from :mod:`flowbb.data.secondary_structure`, TM-scores
+from :mod:`flowbb.eval.tm`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 
+from flowbb.data.secondary_structure import assign_dssp, ss_fractions
 from flowbb.eval.folding import FoldedStructure
 from flowbb.eval.tm import tm_align
+from flowbb.geometry import rna
 from flowbb.geometry.align import rmsd
-from flowbb.geometry.checks import ca_ca_deviation, count_clashes, radius_of_gyration
+from flowbb.geometry.report import PROTEIN_TRACE, RNA_TRACE, report_rows, trace_report
+
+Tensor = torch.Tensor
 
 
 def sc_rmsd(sample_ca: np.ndarray, folded_ca: np.ndarray, mask: np.ndarray | None = None) -> float:
@@ -91,35 +101,83 @@ def summarize_designs(
 
 
 def backbone_metrics(
-    atoms: np.ndarray, atom_mask: np.ndarray, sequence: str | None = None, clash_threshold: float = 3.0
-) -> dict[str, float | int | str]:
-    """Secondary structure and geometry checks of one backbone.
+    atoms: Tensor | np.ndarray,
+    mask: Tensor | np.ndarray,
+    sequences: Sequence[str | None] | None = None,
+    clash_distance: float = PROTEIN_TRACE.clash_distance,
+) -> list[dict[str, float | str]]:
+    """Geometry of protein backbones: the trace report on CA plus DSSP secondary structure.
 
     Args:
-        atoms: ``[L, 4, 3]`` N, CA, C, O (Å).
-        atom_mask: ``[L, 4]`` bool.
-        sequence: one-letter sequence (prolines are no H-bond donors in DSSP); ``None`` for backbones.
-        clash_threshold: CA-CA distance (Å) below which residues at least 3 apart clash.
+        atoms: ``[B, L, 4, 3]`` N, CA, C, O (Å), torch or numpy.
+        mask: ``[B, L]`` residue mask or ``[B, L, 4]`` atom mask (the trace uses residues with CA, DSSP residues
+            with all four atoms).
+        sequences: ``B`` one-letter sequences (prolines are no H-bond donors in DSSP), entries or all None for
+            backbones without one.
+        clash_distance: CA-CA distance (Å) below which residues at least 3 apart clash.
     Returns:
-        ``secondary_structure`` (DSSP 3-state string, H/E/-), ``helix_frac``, ``strand_frac``, ``coil_frac``
-        (over residues with all four atoms),
-        ``radius_of_gyration`` (Å), ``ca_ca_deviation`` (mean |d - 3.8| Å), ``num_clashes``.
+        one dict per chain: the keys of :func:`flowbb.geometry.report.trace_report` with bond ``ca_ca``
+        (``length``, ``ca_ca_mean``, ``ca_ca_deviation``, ``clashes``, ``clashes_per_100``, ``rg``, ``rg_ratio``),
+        then ``helix_frac``, ``strand_frac``, ``coil_frac`` (over residues with all four atoms) and
+        ``secondary_structure`` (DSSP 3-state string over the L positions, H/E/-).
     """
-    from flowbb.data.secondary_structure import assign_dssp, ss_fractions
+    atoms = torch.as_tensor(atoms).detach().to("cpu", torch.float64)
+    mask = torch.as_tensor(mask).detach().to("cpu").bool()
+    if atoms.dim() != 4 or atoms.shape[-2:] != (4, 3) or mask.shape not in (atoms.shape[:2], atoms.shape[:3]):
+        raise ValueError(f"backbone_metrics: expected atoms [B, L, 4, 3] and mask [B, L] or [B, L, 4], got "
+                         f"{tuple(atoms.shape)} and {tuple(mask.shape)}")
+    atom_mask = mask if mask.dim() == 3 else mask[..., None].expand(*mask.shape, 4)
+    if sequences is None:
+        sequences = [None] * atoms.shape[0]
+    if len(sequences) != atoms.shape[0]:
+        raise ValueError(f"backbone_metrics: {len(sequences)} sequences for {atoms.shape[0]} chains")
+    spec = dataclasses.replace(PROTEIN_TRACE, clash_distance=clash_distance)
+    rows: list[dict[str, float | str]] = list(report_rows(trace_report(atoms[..., 1, :], atom_mask[..., 1], spec)))
+    full = atom_mask.all(-1).numpy()
+    for row, chain, chain_mask, sequence in zip(rows, atoms.numpy(), full, sequences, strict=True):
+        ss = assign_dssp(chain, chain_mask, sequence=sequence)
+        row.update(ss_fractions(ss, chain_mask))
+        row["secondary_structure"] = ss
+    return rows
 
-    atoms = np.asarray(atoms, dtype=np.float32)
-    atom_mask = np.asarray(atom_mask, dtype=bool)
-    full = atom_mask.all(-1)
-    ss = assign_dssp(atoms, full, sequence=sequence)
-    fr = ss_fractions(ss, full)
-    ca = torch.as_tensor(atoms[:, 1], dtype=torch.float64)
-    m = torch.as_tensor(atom_mask[:, 1])
-    return {
-        "secondary_structure": ss,
-        "helix_frac": float(fr["helix_frac"]),
-        "strand_frac": float(fr["strand_frac"]),
-        "coil_frac": float(fr["coil_frac"]),
-        "radius_of_gyration": float(radius_of_gyration(ca, m)),
-        "ca_ca_deviation": float(ca_ca_deviation(ca, m)),
-        "num_clashes": int(count_clashes(ca, m, threshold=clash_threshold)),
-    }
+
+def rna_backbone_metrics(atoms: Tensor, res_mask: Tensor, atom_mask: Tensor | None = None,
+                         link_break: float | None = None) -> list[dict[str, float]]:
+    """Geometry of RNA backbones (rebuilt 12-atom nucleotides, consecutive along L): the trace report on C4' plus
+    bond and angle geometry.
+
+    Args:
+        atoms: ``[B, L, 12, 3]`` in :data:`flowbb.geometry.rna.ATOM_ORDER` (Å).
+        res_mask: ``[B, L]`` (1 for real nucleotides).
+        atom_mask: optional ``[B, L, 12]`` atom presence (real chains; samples have every atom).
+        link_break: O3'-P+ beyond this (Å) is a chain break, not a bond (real chains: 2.0; samples: None).
+    Returns:
+        one dict per chain: the keys of :func:`flowbb.geometry.report.trace_report` with bond ``c4_c4``
+        (:data:`flowbb.geometry.report.RNA_TRACE`: ``length``, ``c4_c4_mean``, ``c4_c4_deviation`` (mean |d - 6.13|
+        Å), ``c4_c4_in_range`` (fraction of d in 5.5-6.5 Å), ``clashes`` (C4' pairs closer than 3.5 Å,
+        |i - j| >= 2), ``clashes_per_100``, ``rg``, ``rg_ratio`` (over 5.94 L^(1/3))), then ``bond_deviation`` (mean
+        |length - real median| over the bonds of :data:`flowbb.geometry.rna.BONDS`, Å), ``angle_deviation`` (the
+        same over :data:`flowbb.geometry.rna.ANGLES`, degrees) and ``o3p_mean`` (the O3'(i)-P(i+1) link, real
+        1.61 Å: the one bond a rebuild does not fix).
+    """
+    if atoms.dim() != 4 or atoms.shape[-2:] != (rna.NUM_ATOMS, 3) or res_mask.shape != atoms.shape[:2]:
+        raise ValueError(f"rna_backbone_metrics: expected atoms [B, L, {rna.NUM_ATOMS}, 3] and res_mask [B, L], "
+                         f"got {tuple(atoms.shape)} and {tuple(res_mask.shape)}")
+    atoms = atoms.detach().double().cpu()
+    mask = res_mask.detach().cpu().bool()
+    rows = report_rows(trace_report(atoms[..., rna.ATOM_INDEX["C4'"], :], mask, RNA_TRACE))
+    present = mask[..., None].expand(*mask.shape, rna.NUM_ATOMS)
+    if atom_mask is not None:
+        present = present & atom_mask.detach().bool().cpu()
+    lengths, bmask, angles, amask = rna.bond_geometry(atoms, present, link_break)
+    ideal_b = torch.tensor([rna.REAL_BOND_MEDIANS["-".join(b)] for b in rna.BONDS], dtype=torch.float64)
+    ideal_a = torch.tensor([rna.REAL_ANGLE_MEDIANS["-".join(a)] for a in rna.ANGLES], dtype=torch.float64)
+    bm, am = bmask.double(), amask.double()
+    zero = torch.zeros((), dtype=torch.float64)
+    bond_dev = torch.where(bmask, (lengths - ideal_b).abs(), zero).sum((-1, -2)) / bm.sum((-1, -2)).clamp_min(1)
+    angle_dev = torch.where(amask, (angles - ideal_a).abs(), zero).sum((-1, -2)) / am.sum((-1, -2)).clamp_min(1)
+    link = len(rna.BONDS) - 1  # O3'-P+
+    o3p = torch.where(bmask[..., link], lengths[..., link], zero).sum(-1) / bm[..., link].sum(-1).clamp_min(1)
+    for b, row in enumerate(rows):
+        row.update(bond_deviation=float(bond_dev[b]), angle_deviation=float(angle_dev[b]), o3p_mean=float(o3p[b]))
+    return rows

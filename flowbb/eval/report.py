@@ -35,9 +35,12 @@ SAMPLE_COLUMNS = [
     "helix_frac",
     "strand_frac",
     "coil_frac",
-    "radius_of_gyration",
+    "ca_ca_mean",
     "ca_ca_deviation",
-    "num_clashes",
+    "clashes",
+    "clashes_per_100",
+    "rg",
+    "rg_ratio",
     "novelty_tm",
     "novelty_match",
     "novelty_compared",
@@ -123,9 +126,8 @@ def group_stats(df: pd.DataFrame, novel_tm: float = 0.5) -> dict[str, Any]:
         },
         "secondary_structure": {k: _f(df[k].mean()) for k in ("helix_frac", "strand_frac", "coil_frac")},
         "geometry": {
-            "radius_of_gyration_mean": _f(df["radius_of_gyration"].mean()),
-            "ca_ca_deviation_mean": _f(df["ca_ca_deviation"].mean()),
-            "num_clashes_mean": _f(df["num_clashes"].mean()),
+            f"{key}_mean": _f(df[key].mean())
+            for key in ("ca_ca_mean", "ca_ca_deviation", "clashes", "clashes_per_100", "rg", "rg_ratio")
         },
     }
 

@@ -179,15 +179,14 @@ def evaluate_group(
         t0 = time.perf_counter()
         per_seq = self_consistency(s.ca, fs, s.ca_mask)
         summary = summarize_designs(per_seq, float(cfg["designable_rmsd"]))
-        metrics: dict[str, Any] = {
-            **summary,
-            **backbone_metrics(
-                s.atoms,
-                s.atom_mask,
-                s.sequence if has_native_sequence(s.sequence) else None,
-                float(cfg.get("clash_threshold", 3.0)),
-            ),
-        }
+        geometry = backbone_metrics(
+            s.atoms[None],
+            s.atom_mask[None],
+            [s.sequence if has_native_sequence(s.sequence) else None],
+            float(cfg.get("clash_threshold", 3.0)),
+        )[0]
+        geometry.pop("length")  # modeled residues: the record's num_modeled
+        metrics: dict[str, Any] = {**summary, **geometry}
         recs = [d.recovery for d in ds if d.recovery is not None]
         metrics["native_recovery"] = float(np.mean(recs)) if recs else None
         metrics["best_sequence"] = ds[summary["best_seq_idx"]].sequence

@@ -1,9 +1,9 @@
 """Does a backbone look like a protein? Per-structure quality scores for the learning benchmark.
 
 For one backbone ``atoms [L, 4, 3]`` (N, CA, C, O in Å): the geometry of :func:`flowbb.eval.metrics.backbone_metrics`
-(DSSP helix/strand/coil, radius of gyration, mean |CA-CA - 3.8|, CA clashes), the clashes per 100 residues, the
-radius of gyration relative to natural chains of the same length, the fraction of (phi, psi) pairs in the allowed
-Ramachandran region, and the mean ProteinMPNN negative log-likelihood of designed sequences (a designability
+(the trace report of :mod:`flowbb.geometry.report`: mean CA-CA and its deviation from 3.8 Å, CA clashes and clashes
+per 100 residues, radius of gyration and its ratio to compact folded chains of the same length; DSSP
+helix/strand/coil), the fraction of (phi, psi) pairs in the allowed Ramachandran region, and the mean ProteinMPNN negative log-likelihood of designed sequences (a designability
 proxy that runs on CPU: natural backbones give the reference value).
 
 The allowed Ramachandran region is measured, not drawn by hand: the (phi, psi) pairs of a set of natural chains are
@@ -23,7 +23,6 @@ import torch
 
 from flowbb.eval.metrics import backbone_metrics
 from flowbb.geometry.backbone import dihedral
-from flowbb.geometry.checks import folded_rg
 
 QUALITY_KEYS = ("ca_ca_deviation", "clashes_per_100", "helix_frac", "strand_frac", "coil_frac",
                 "rg_ratio", "rama_allowed", "mpnn_nll")
@@ -114,38 +113,34 @@ def structure_quality(atoms: np.ndarray, atom_mask: np.ndarray | None, region: R
         generated: a generated backbone: every residue is bonded to the next (no chain breaks), so (phi, psi) is
             scored at every inner residue however long the modelled C-N bond is.
     Returns:
-        ``length``, ``ca_ca_deviation`` (Å), ``clashes`` (CA pairs < 3 Å, |i - j| >= 3), ``clashes_per_100``,
-        ``helix_frac``, ``strand_frac``, ``coil_frac``, ``radius_of_gyration`` (Å), ``rg_ratio`` (over
-        :func:`flowbb.geometry.checks.folded_rg`), ``rama_allowed``, ``mpnn_nll`` (mean over the designs; NaN without a designer).
+        the numeric keys of :func:`flowbb.eval.metrics.backbone_metrics` (``length``, ``ca_ca_mean``,
+        ``ca_ca_deviation``, ``clashes`` (CA pairs < 3 Å, |i - j| >= 3), ``clashes_per_100``, ``rg`` (Å),
+        ``rg_ratio`` (over :func:`flowbb.geometry.checks.folded_rg`), ``helix_frac``, ``strand_frac``,
+        ``coil_frac``), then ``rama_allowed`` and ``mpnn_nll`` (mean over the designs; NaN without a designer).
     """
     atoms = np.asarray(atoms, dtype=np.float32)
     mask = np.ones(atoms.shape[:2], dtype=bool) if atom_mask is None else np.asarray(atom_mask, dtype=bool)
-    geo = backbone_metrics(atoms, mask, sequence=sequence)
-    length = int(mask[:, 1].sum())
+    geo = backbone_metrics(atoms[None], mask[None], [sequence])[0]
     phi, psi, ok = phi_psi(atoms, mask, max_bond=None if generated else 2.0)
     nll = float("nan")
     if designer is not None:
         designs = designer.design(atoms, mask, native_sequence=sequence, seed=seed)
         nll = float(np.mean([d.score for d in designs]))
-    return {
-        "length": float(length),
-        "ca_ca_deviation": float(geo["ca_ca_deviation"]),
-        "clashes": float(geo["num_clashes"]),
-        "clashes_per_100": 100.0 * float(geo["num_clashes"]) / max(length, 1),
-        "helix_frac": float(geo["helix_frac"]),
-        "strand_frac": float(geo["strand_frac"]),
-        "coil_frac": float(geo["coil_frac"]),
-        "radius_of_gyration": float(geo["radius_of_gyration"]),
-        "rg_ratio": float(geo["radius_of_gyration"]) / folded_rg(length),
-        "rama_allowed": region.allowed_fraction(phi[ok], psi[ok]),
-        "mpnn_nll": nll,
-    }
+    scores = {k: float(v) for k, v in geo.items() if k != "secondary_structure"}
+    return scores | {"rama_allowed": region.allowed_fraction(phi[ok], psi[ok]), "mpnn_nll": nll}
 
 
-def group_summary(rows: list[dict[str, float]]) -> dict[str, float]:
-    """Mean of every quality key over a group (NaN-aware), its minimum and maximum, and the group size."""
+def group_summary(rows: list[dict[str, float]], keys: tuple[str, ...] | None = None) -> dict[str, float]:
+    """Mean of every key over a group (NaN-aware), its minimum and maximum, and the group size.
+
+    Args:
+        rows: one dict per structure (e.g. :func:`structure_quality`).
+        keys: the keys to summarise (default: :data:`QUALITY_KEYS` plus ``length``, ``rg``, ``clashes``).
+    Returns:
+        ``count``, then per key ``<key>``, ``<key>_min``, ``<key>_max`` (NaN where no row has a finite value).
+    """
     out: dict[str, float] = {"count": float(len(rows))}
-    for key in QUALITY_KEYS + ("length", "radius_of_gyration", "clashes"):
+    for key in keys if keys is not None else QUALITY_KEYS + ("length", "rg", "clashes"):
         vals = np.array([r[key] for r in rows], dtype=np.float64)
         finite = vals[np.isfinite(vals)]
         out[key] = float(finite.mean()) if len(finite) else math.nan

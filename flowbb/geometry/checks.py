@@ -1,5 +1,8 @@
 """Backbone geometry checks on CA traces: radius of gyration, CA-CA bond lengths, clashes.
 
+The primitives of :func:`flowbb.geometry.report.trace_report` (the one report with key names, used by validation,
+evaluation and the scripts); any trace atom works (CA, C4').
+
 All functions take ``ca [..., L, 3]`` (Å) and a residue mask ``[..., L]`` (bool or 0/1) and are
 batched over leading dims. Quantities that are undefined for a row (no valid residue / pair) are NaN.
 """
@@ -13,10 +16,26 @@ Tensor = torch.Tensor
 IDEAL_CA_CA = 3.8
 
 
-def folded_rg(length: float) -> float:
-    """Radius of gyration (Å) of a compact folded protein chain of ``length`` residues, ``2.2 L^0.38``: the
-    reference of every ``rg_ratio`` (validation metrics, the learning benchmark)."""
-    return 2.2 * max(float(length), 1.0) ** 0.38
+#: compact folded protein chains: Rg = 2.2 L^0.38 Å (L residues)
+FOLDED_RG_PREFACTOR = 2.2
+FOLDED_RG_EXPONENT = 0.38
+
+
+def folded_rg(
+    length: float | Tensor, prefactor: float = FOLDED_RG_PREFACTOR, exponent: float = FOLDED_RG_EXPONENT
+) -> float | Tensor:
+    """Radius of gyration (Å) of a compact folded chain of ``length`` residues, ``prefactor L^exponent`` (default:
+    proteins, ``2.2 L^0.38``; RNA: :data:`flowbb.geometry.report.RNA_TRACE`): the reference of every ``rg_ratio``
+    (:func:`flowbb.geometry.report.trace_report`).
+
+    Args:
+        length: a number, or ``[...]`` lengths (a tensor; lengths below 1 count as 1).
+    Returns:
+        a float, or ``[...]``.
+    """
+    if isinstance(length, Tensor):
+        return prefactor * length.clamp_min(1.0) ** exponent
+    return prefactor * max(float(length), 1.0) ** exponent
 
 
 def _check(ca: Tensor, mask: Tensor, name: str) -> None:

@@ -83,6 +83,8 @@ def test_pipeline_writes_all_outputs(fast_run: tuple, small_chains: list) -> Non
     names = ["1SHG", "length_57/sample_0", "1BPI", "1CSP"]  # by length, then name; *_traj.pdb skipped
     assert samples["name"].tolist() == names
     assert samples["sc_rmsd"].notna().all() and (samples["sc_rmsd"] >= 0).all()
+    geometry = ["ca_ca_mean", "ca_ca_deviation", "clashes", "clashes_per_100", "rg", "rg_ratio"]
+    assert samples[geometry].notna().all().all() and samples["clashes"].eq(0).all()  # flowbb.geometry.report keys
     assert samples["novelty_tm"].round(6).eq(1.0).all()  # each backbone is in the reference set
     assert samples["novelty_match"].tolist() == ["1SHG.pdb:A", "1SHG.pdb:A", "1BPI.pdb:A", "1CSP.pdb:A"]
     # the poly-GLY backbone (sampler output) has no native sequence, hence no recovery

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from flowbb.eval.diversity import diversity, pairwise_tm, single_linkage_clusters
 from flowbb.eval.folding import FoldedStructure
 from flowbb.eval.metrics import backbone_metrics, sc_rmsd, self_consistency, summarize_designs
 from flowbb.eval.tm import tm_align, tm_score
+from flowbb.geometry.checks import folded_rg
+from flowbb.geometry.report import PROTEIN_TRACE
 
 
 def _random_rigid(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -74,12 +77,37 @@ def test_self_consistency_on_moved_copy(small_chains: list) -> None:
 
 def test_backbone_metrics_on_real_chain(small_chains: list) -> None:
     c = small_chains[0]  # SH3 domain: mostly strands
-    m = backbone_metrics(c.atoms, c.atom_mask, c.sequence)
+    m = backbone_metrics(c.atoms[None], c.atom_mask[None], [c.sequence])[0]
     assert len(m["secondary_structure"]) == c.length
     assert m["helix_frac"] + m["strand_frac"] + m["coil_frac"] == pytest.approx(1.0)
     assert m["strand_frac"] > 0.3
-    assert 9 < m["radius_of_gyration"] < 13
-    assert m["ca_ca_deviation"] < 0.1 and m["num_clashes"] == 0
+    assert 9 < m["rg"] < 13
+    assert m["ca_ca_deviation"] < 0.1 and m["clashes"] == 0
+    assert m["length"] == c.atom_mask[:, 1].sum() and 3.7 < m["ca_ca_mean"] < 4.0
+    assert m["rg_ratio"] == pytest.approx(m["rg"] / folded_rg(m["length"]))
+
+
+def test_backbone_metrics_batch_with_padding_matches_single_chains(small_chains: list) -> None:
+    """A padded batch (residue mask [B, L] or atom mask [B, L, 4]) gives each chain's own row; the report's keys
+    come first, in the order of flowbb.geometry.report."""
+    n = max(c.length for c in small_chains)
+    atoms = np.zeros((len(small_chains), n, 4, 3), np.float32)
+    atom_mask = np.zeros((len(small_chains), n, 4), bool)
+    for b, c in enumerate(small_chains):
+        atoms[b, : c.length], atom_mask[b, : c.length] = c.atoms, c.atom_mask
+    rows = backbone_metrics(torch.as_tensor(atoms), torch.as_tensor(atom_mask))
+    for row, c in zip(rows, small_chains, strict=True):
+        single = backbone_metrics(c.atoms[None], c.atom_mask[None])[0]
+        assert row.pop("secondary_structure")[: c.length] == single.pop("secondary_structure")
+        assert row == pytest.approx(single)
+        assert list(row)[:7] == list(PROTEIN_TRACE.report_keys())
+    full = atom_mask.all(-1)
+    by_residue = backbone_metrics(atoms * full[..., None, None], full)
+    assert by_residue[0]["helix_frac"] == pytest.approx(rows[0]["helix_frac"])
+    with pytest.raises(ValueError, match=r"\[B, L, 4, 3\]"):
+        backbone_metrics(atoms[0], atom_mask[0])
+    with pytest.raises(ValueError, match="2 sequences for 3 chains"):
+        backbone_metrics(atoms, atom_mask, ["A", "B"])
 
 
 def test_single_linkage_clusters() -> None:

@@ -1,4 +1,4 @@
-"""RNA geometry metrics of sampled backbones (flowbb.training.metrics.rna_backbone_metrics) on real chains of
+"""RNA geometry metrics of sampled backbones (flowbb.eval.metrics.rna_backbone_metrics) on real chains of
 ../shared/data/rna, their rebuilds from frames + torsions, and broken copies."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from flowbb.data.nucleic import read_rna_chains
+from flowbb.eval.metrics import rna_backbone_metrics
 from flowbb.geometry import rna
 from flowbb.molecules import get_molecule
-from flowbb.training.metrics import rna_backbone_metrics
 
 FILES = ("medium__1XJR__A.pdb.gz", "grnade__RCSB__B.pdb.gz", "medium__3D2V__A.pdb.gz", "medium__7jl2_x__X.pdb.gz")
 
