@@ -23,7 +23,7 @@ Report (EMA weights of every checkpoint; see :mod:`flowbb.training.heldout` and 
 
 RNA runs (``data.molecule: rna``) get the same held-out curve; their samples are scored with the RNA backbone
 geometry (consecutive C4'-C4', C4' clashes, Rg over 5.94 L^(1/3), rebuilt bond and angle deviations from the real
-set, the O3'-P link; :func:`flowbb.training.metrics.rna_backbone_metrics`) beside the run's held-out test chains
+set, the O3'-P link; :func:`flowbb.eval.metrics.rna_backbone_metrics`) beside the run's held-out test chains
 (``split.holdout``: RNA-Puzzles, CASP) of the same lengths (+- ``--length-window``), plus diversity (mean pairwise
 TM-score on C4') and novelty (highest TM-score to any chain of the processed set), and lociPARSE's pMoL when it is
 installed (:mod:`flowbb.eval.rna_quality`; samples and held-out chains written as poly-A, the held-out chains also
@@ -127,10 +127,7 @@ def score_rna_groups(samples: dict[int, list[np.ndarray]], natural: dict[int, li
     from flowbb.eval.diversity import diversity
     from flowbb.eval.novelty import NoveltySearcher, load_reference_processed
     from flowbb.geometry import rna
-    from flowbb.training.metrics import rna_backbone_metrics
-
-    def per_100(row: dict) -> dict:
-        return row | {"clashes_per_100": 100.0 * row["clashes"] / max(row["length"], 1.0)}
+    from flowbb.eval.metrics import rna_backbone_metrics
 
     def mean_of(rows: list[dict]) -> dict:
         return {k: float(np.mean([r[k] for r in rows])) if rows else math.nan for k in (rows[0] if rows else {})}
@@ -152,10 +149,10 @@ def score_rna_groups(samples: dict[int, list[np.ndarray]], natural: dict[int, li
     groups: dict[str, dict] = {}
     for length, nat_chains in natural.items():
         atoms = samples.get(length, [])
-        rows = [with_pmol(per_100(rna_backbone_metrics(torch.as_tensor(a, dtype=torch.float64)[None],
-                                                       torch.ones(1, len(a)))[0]), a) for a in atoms]
-        nat = [with_pmol(per_100(rna_backbone_metrics(c["atoms"][None].double(), c["res_mask"][None],
-                                                      c["atom_mask"][None], link_break=rna.LINK_BREAK)[0]),
+        rows = [with_pmol(rna_backbone_metrics(torch.as_tensor(a, dtype=torch.float64)[None],
+                                               torch.ones(1, len(a)))[0], a) for a in atoms]
+        nat = [with_pmol(rna_backbone_metrics(c["atoms"][None].double(), c["res_mask"][None],
+                                              c["atom_mask"][None], link_break=rna.LINK_BREAK)[0],
                          c["atoms"].numpy(), c.get("sequence"), c["atom_mask"].numpy().astype(bool))
                for c in nat_chains]
         novelty = [searcher.search(a[:, c4]).max_tm for a in tqdm(atoms, desc=f"novelty L={length}")]
