@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from flowbb.data.nucleic import read_rna_chains
-from flowbb.data.structure_io import is_structure_file
+from flowbb.data.structure_io.files import is_structure_file
 from flowbb.geometry import rna
 
 BOND_TOL, ANGLE_TOL = 0.002, 0.2

@@ -23,7 +23,7 @@ def run(cfg: DictConfig) -> int:
     """Evaluate as configured; returns the process exit code."""
     from rich.console import Console
 
-    from flowbb.data.structure_io import StructureReadError
+    from flowbb.data.structure_io.files import StructureReadError
     from flowbb.errors import UserError
     from flowbb.eval.folding import FoldingWeightsNotFound
     from flowbb.eval.runner import evaluate

@@ -23,7 +23,7 @@ from rich.table import Table
 from tqdm import tqdm
 
 from flowbb.data.store import ProcessedStore
-from flowbb.data.structure_io import read_chains
+from flowbb.data.structure_io.read import read_chains
 from flowbb.eval.metrics import backbone_metrics
 from flowbb.eval.sample_quality import group_summary
 

@@ -1,4 +1,15 @@
-"""Shared test set-up: two torch threads, paths to the shared real structures."""
+"""Shared test set-up: two torch threads, paths to the real structures.
+
+Real structures come from two places:
+
+- ``../shared/data`` (``FLOWBB_SHARED_DATA`` overrides the path; point it at a missing folder to test a plain
+  clone): hundreds of files. The ``shared_data`` fixture and those built on it (``ddg_files``, ``db55_files``)
+  skip, with the reason, when it is absent.
+- ``tests/resources`` (:data:`BUNDLED_DATA`): a few small files committed with the tests, in the same layout (see
+  its README). The ``core_data`` fixture is ``../shared/data`` when present, else this folder, so the core tests
+  (geometry and flow on real backbones, evaluation "samples", the tiny training checkpoint behind the inference
+  and notebook tests) run on a plain clone too.
+"""
 
 from __future__ import annotations
 
@@ -12,14 +23,35 @@ torch.set_num_threads(int(os.environ.get("FLOWBB_TEST_THREADS", "2")))  # 1 besi
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("FLOWBB_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+#: small real structures committed with the tests: a subset of ../shared/data in the same layout
+BUNDLED_DATA = REPO_ROOT / "tests" / "resources"
 
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """``../shared/data`` (read-only real structures); skips when absent."""
     if not SHARED_DATA.is_dir():
-        pytest.skip(f"shared data not found at {SHARED_DATA}")
+        pytest.skip(f"shared data not found at {SHARED_DATA} (FLOWBB_SHARED_DATA); tests on tests/resources still run")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def core_data() -> Path:
+    """``../shared/data`` when present, else ``tests/resources`` (same layout, a few files: 7 small proteins under
+    ``pdb/ddg``, one RNA chain under ``rna``). Read-only."""
+    return SHARED_DATA if SHARED_DATA.is_dir() else BUNDLED_DATA
+
+
+@pytest.fixture(scope="session")
+def has_shared_data() -> bool:
+    """True when ``../shared/data`` is present (``core_data`` is then the full set)."""
+    return SHARED_DATA.is_dir()
+
+
+@pytest.fixture(scope="session")
+def core_ddg_files(core_data: Path) -> list[Path]:
+    """Plain PDB files with full headers: the 50 of ``../shared/data/pdb/ddg``, or the 7 bundled ones."""
+    return sorted((core_data / "pdb" / "ddg").glob("*.pdb"))
 
 
 @pytest.fixture(scope="session")
@@ -93,9 +125,9 @@ def _train_tiny(root: Path, raw_files: list[Path], overrides: list[str]) -> dict
 
 
 @pytest.fixture(scope="session")
-def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Path:
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory, core_data: Path) -> Path:
     """``last.ckpt`` of a 4-step ``experiment=debug model=tiny`` run (EMA decay 0.5, so EMA and raw weights differ)."""
-    files = [shared_data / "pdb" / "ddg" / name for name in TINY_CKPT_FILES]
+    files = [core_data / "pdb" / "ddg" / name for name in TINY_CKPT_FILES]
     summary = _train_tiny(tmp_path_factory.mktemp("tiny_ckpt"), files, [
         "experiment=debug", "model=tiny", "logger=none", "data=pdb", "data.filters.min_length=40",
         "data.filters.max_length=100", "data.filters.monomer_only=false", "data.filters.max_resolution=null",

@@ -1,12 +1,14 @@
 """Per-chain records of the preprocessing pipeline: one metadata row + per-residue arrays per kept chain.
 
 :func:`protein_records` and :func:`rna_records` turn the chains read from one file
-(:func:`flowbb.data.structure_io.read_chains`, :func:`flowbb.data.nucleic.read_rna_chains`) into metadata rows
-(the columns of :data:`flowbb.data.shards.METADATA_COLUMNS`) and arrays in the layout of
+(:func:`flowbb.data.structure_io.read.read_chains`, :func:`flowbb.data.nucleic.read_rna_chains`) into metadata rows
+(the fields :data:`flowbb.data.store.RECORD_COLUMNS` of the table :data:`flowbb.data.store.METADATA_COLUMNS`) and
+arrays in the layout of
 :data:`flowbb.data.store.LAYOUTS`. Used by :func:`flowbb.data.preprocess.process_file`.
 
-RNA rows: ``molecule`` 'rna'; ``modeled_length`` counts nucleotides with C4', O4' and C3' (a frame);
-``radius_of_gyration`` is over C4'; DSSP fractions are NaN and ``secondary_structure`` empty (DSSP is for
+One function builds the row of every molecule type (:func:`chain_record`). RNA rows: ``molecule`` 'rna';
+``modeled_length`` counts nucleotides with C4', O4' and C3' (a frame); ``radius_of_gyration`` is over C4'
+(:func:`flowbb.geometry.checks.radius_of_gyration` on the layout's origin atom, CA or C4'); DSSP fractions are NaN and ``secondary_structure`` empty (DSSP is for
 proteins); header facts (resolution, method, date, PDB id) come from the protein reader when the file also
 has protein chains, else they are unknown. Bad or partial nucleotides are kept (atoms masked) and summarised
 in ``notes`` for the log.
@@ -21,21 +23,93 @@ import numpy as np
 
 from flowbb.data.nucleic import FRAME_ATOMS, RNAChain
 from flowbb.data.secondary_structure import assign_dssp, ss_fractions
-from flowbb.data.structure_io import ParsedStructure
+from flowbb.data.store import LAYOUTS
+from flowbb.data.structure_io.read import ChainData, ParsedStructure
 
 Record = dict[str, Any]
 Arrays = dict[str, np.ndarray]
 
 
-def radius_of_gyration(ca, mask) -> float:
-    """Radius of gyration (A) over the atoms present; ca [L, 3] (CA or C4'), mask [L] bool."""
-    points = np.asarray(ca, dtype=np.float64)[np.asarray(mask, dtype=bool)]
-    if len(points) == 0:
-        return float("nan")
-    return float(np.sqrt(((points - points.mean(axis=0)) ** 2).sum(axis=1).mean()))
+def origin_radius_of_gyration(atoms: np.ndarray, atom_mask: np.ndarray, molecule: str) -> float:
+    """Radius of gyration (A) of the chain's frame-origin atoms present (CA, C4': ``LAYOUTS[molecule].origin``).
+
+    Args:
+        atoms: [L, A, 3]; atom_mask: [L, A] bool; molecule: a key of :data:`flowbb.data.store.LAYOUTS`.
+    Returns:
+        :func:`flowbb.geometry.checks.radius_of_gyration` in float64; NaN when no origin atom is present.
+    """
+    import torch  # here, not at import: only the processing of a chain needs it
+
+    from flowbb.geometry.checks import radius_of_gyration
+
+    origin = LAYOUTS[molecule].origin
+    points = torch.from_numpy(np.asarray(atoms[:, origin], dtype=np.float64))
+    mask = torch.from_numpy(np.asarray(atom_mask[:, origin], dtype=bool))
+    return float(radius_of_gyration(points, mask))
 
 
-def _arrays(atoms, atom_mask, residue_numbers, insertion_codes, residue_index) -> Arrays:
+def chain_record(
+    chain: ChainData | RNAChain,
+    molecule: str,
+    rel_path: str,
+    modeled: int,
+    parsed: ParsedStructure | None,
+    num_chains: int,
+    secondary_structure: str = "",
+    entity_id: str | None = None,
+    oligomeric_detail: str | None = None,
+) -> Record:
+    """The metadata row of one kept chain: the fields :data:`flowbb.data.store.RECORD_COLUMNS`.
+
+    Args:
+        chain: the chain as read (``atoms [L, A, 3]``, ``atom_mask [L, A]``, numbering, breaks, sequence).
+        molecule: 'protein' or 'rna'.
+        rel_path: the file's path relative to the raw folder.
+        modeled: residues with a frame.
+        parsed: the protein reader's result for the file, for its header facts (None: unknown).
+        num_chains: chains of this molecule type in the file.
+        secondary_structure: 3-state DSSP string ('' when not assigned: its fractions are NaN).
+        entity_id, oligomeric_detail: when known.
+    """
+    mask = chain.atom_mask[:, :3].all(axis=1)
+    fractions = (
+        ss_fractions(secondary_structure, mask)
+        if secondary_structure
+        else dict.fromkeys(("helix_frac", "strand_frac", "coil_frac"), float("nan"))
+    )
+    record = {
+        "chain_id": chain.chain_id,
+        "source_file": rel_path,
+        "pdb_id": parsed.pdb_id if parsed else None,
+        "entity_id": entity_id,
+        "length": chain.length,
+        "modeled_length": modeled,
+        "sequence": chain.sequence,
+        "resolution": parsed.resolution if parsed else None,
+        "method": parsed.method if parsed else None,
+        "deposition_date": parsed.deposition_date if parsed else None,
+        "oligomeric_detail": oligomeric_detail,
+        "num_chains_in_file": num_chains,
+        **fractions,
+        "secondary_structure": secondary_structure,
+        "radius_of_gyration": origin_radius_of_gyration(chain.atoms, chain.atom_mask, molecule),
+        "num_chain_breaks": chain.chain_breaks,
+        "first_residue_number": int(chain.residue_numbers[0]),
+        "last_residue_number": int(chain.residue_numbers[-1]),
+        "has_insertion_codes": bool((chain.insertion_codes != "").any()),
+        "molecule": molecule,
+    }
+    return record  # its keys are RECORD_COLUMNS in order (tests/data/test_preprocess.py checks it)
+
+
+def _arrays(
+    atoms: np.ndarray,
+    atom_mask: np.ndarray,
+    residue_numbers: np.ndarray,
+    insertion_codes: np.ndarray,
+    residue_index: np.ndarray,
+) -> Arrays:
+    """One chain's per-residue arrays in the store's dtypes (:data:`flowbb.data.store.LAYOUTS`)."""
     return {
         "atoms": atoms.astype(np.float32),
         "atom_mask": atom_mask.astype(bool),
@@ -59,34 +133,28 @@ def protein_records(
         if modeled < min_length:
             short += 1
             continue
-        res_mask = chain.res_mask
         ss = assign_dssp(chain.atoms, chain.atom_mask, chain.sequence, method=dssp_method)
         records.append(
-            {
-                "chain_id": chain.chain_id,
-                "source_file": rel_path,
-                "pdb_id": parsed.pdb_id,
-                "entity_id": chain.entity_id,
-                "length": chain.length,
-                "modeled_length": modeled,
-                "sequence": chain.sequence,
-                "resolution": parsed.resolution,
-                "method": parsed.method,
-                "deposition_date": parsed.deposition_date,
-                "oligomeric_detail": parsed.oligomeric_detail,
-                "num_chains_in_file": parsed.num_protein_chains,
-                **ss_fractions(ss, res_mask),
-                "secondary_structure": ss,
-                "radius_of_gyration": radius_of_gyration(chain.atoms[:, 1], chain.atom_mask[:, 1]),
-                "num_chain_breaks": chain.chain_breaks,
-                "first_residue_number": int(chain.residue_numbers[0]),
-                "last_residue_number": int(chain.residue_numbers[-1]),
-                "has_insertion_codes": bool((chain.insertion_codes != "").any()),
-                "molecule": "protein",
-            }
+            chain_record(
+                chain,
+                "protein",
+                rel_path,
+                modeled,
+                parsed,
+                parsed.num_protein_chains,
+                ss,
+                chain.entity_id,
+                parsed.oligomeric_detail,
+            )
         )
         parts.append(
-            _arrays(chain.atoms, chain.atom_mask, chain.residue_numbers, chain.insertion_codes, chain.residue_index)
+            _arrays(
+                chain.atoms,
+                chain.atom_mask,
+                chain.residue_numbers,
+                chain.insertion_codes,
+                chain.residue_index,
+            )
         )
     return records, parts, short
 
@@ -123,35 +191,15 @@ def rna_records(
         if modeled < min_length:
             short += 1
             continue
-        nan = float("nan")
-        records.append(
-            {
-                "chain_id": chain.chain_id,
-                "source_file": rel_path,
-                "pdb_id": parsed.pdb_id if parsed else None,
-                "entity_id": None,
-                "length": chain.length,
-                "modeled_length": modeled,
-                "sequence": chain.sequence,
-                "resolution": parsed.resolution if parsed else None,
-                "method": parsed.method if parsed else None,
-                "deposition_date": parsed.deposition_date if parsed else None,
-                "oligomeric_detail": None,
-                "num_chains_in_file": len(chains),
-                "helix_frac": nan,
-                "strand_frac": nan,
-                "coil_frac": nan,
-                "secondary_structure": "",
-                "radius_of_gyration": radius_of_gyration(chain.atoms[:, 0], chain.atom_mask[:, 0]),
-                "num_chain_breaks": chain.chain_breaks,
-                "first_residue_number": int(chain.residue_numbers[0]),
-                "last_residue_number": int(chain.residue_numbers[-1]),
-                "has_insertion_codes": bool((chain.insertion_codes != "").any()),
-                "molecule": "rna",
-            }
-        )
+        records.append(chain_record(chain, "rna", rel_path, modeled, parsed, len(chains)))
         parts.append(
-            _arrays(chain.atoms, chain.atom_mask, chain.residue_numbers, chain.insertion_codes, chain.residue_index)
+            _arrays(
+                chain.atoms,
+                chain.atom_mask,
+                chain.residue_numbers,
+                chain.insertion_codes,
+                chain.residue_index,
+            )
         )
         note = nucleotide_notes(chain)
         if note:

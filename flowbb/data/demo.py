@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 
 from flowbb.data.store import is_complete
-from flowbb.data.structure_io import is_structure_file
+from flowbb.data.structure_io.files import is_structure_file
 from flowbb.errors import UserError
 
 log = logging.getLogger(__name__)

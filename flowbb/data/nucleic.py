@@ -2,8 +2,8 @@
 
 Reading (:func:`read_rna_chains`):
 
-- formats and compression as :mod:`flowbb.data.structure_io` (its ``split_format``, payload decompression and
-  text decoding are reused, with its :class:`~flowbb.data.structure_io.StructureReadError` and reasons);
+- formats and compression as :mod:`flowbb.data.structure_io.files` (its ``split_format``, payload decompression
+  and text decoding are reused, with its :class:`~flowbb.data.structure_io.files.StructureReadError` and reasons);
 - first model, first alternate location; residues whose Chemical Component Dictionary link type is an RNA
   linking type (biotite's ``info.link_type``), named by their parent nucleotide A, C, G, U (biotite's
   ``info.one_letter_code``, i.e. the CCD's ``mon_nstd_parent_comp_id``: PSU -> U, 5MC -> C, OMG -> G, ...;
@@ -35,14 +35,14 @@ from pathlib import Path
 
 import numpy as np
 
-from flowbb.data.structure_io import (
+from flowbb.data.structure_io.files import (
     NOT_A_STRUCTURE,
     StructureReadError,
-    _decode_text,
-    _read_payload,
-    residue_index_from_numbering,
+    decode_text,
+    read_payload,
     split_format,
 )
+from flowbb.data.structure_io.read import residue_index_from_numbering
 
 #: atoms read per nucleotide, in this order ("N" is the glycosidic base atom N9/N1); the frame atoms first
 RNA_ATOMS = ("C4'", "O4'", "C3'", "C5'", "C2'", "C1'", "N", "O3'", "O5'", "P", "OP1", "OP2")
@@ -182,7 +182,7 @@ def _load(path: Path, fmt: str, data: bytes):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             if fmt == "pdb":
-                lines = _pdb_lines(_decode_text(path, data).splitlines())
+                lines = _pdb_lines(decode_text(path, data).splitlines())
                 if not lines:
                     raise StructureReadError(path, NO_RNA, "no nucleotide backbone atom names")
                 array = biotite_pdb.PDBFile.read(io.StringIO("\n".join(lines))).get_structure(
@@ -190,7 +190,7 @@ def _load(path: Path, fmt: str, data: bytes):
                 )
             else:
                 if fmt == "cif":
-                    block = biotite_pdbx.CIFFile.read(io.StringIO(_decode_text(path, data))).block
+                    block = biotite_pdbx.CIFFile.read(io.StringIO(decode_text(path, data))).block
                 else:
                     block = biotite_pdbx.BinaryCIFFile.read(io.BytesIO(data)).block
                 if "atom_site" not in block:
@@ -276,7 +276,7 @@ def read_rna_chains(path: str | Path) -> list[RNAChain]:
     """
     path = Path(path)
     fmt, compression = split_format(path)
-    array = _load(path, fmt, _read_payload(path, compression))
+    array = _load(path, fmt, read_payload(path, compression))
     if array.array_length() == 0:
         raise StructureReadError(path, NO_RNA, "no nucleotide backbone atoms")
     chain_id = array.chain_id.astype(str)

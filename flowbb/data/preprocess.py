@@ -3,16 +3,17 @@
 Pipeline (:func:`preprocess`):
 
 1. walk ``raw_dir`` (recursively, sorted, hidden entries and ``out_dir`` skipped); every file is either a
-   structure file (by extension, see :func:`flowbb.data.structure_io.split_format`) or *ignored*;
+   structure file (by extension, see :func:`flowbb.data.structure_io.files.split_format`) or *ignored*;
 2. process the structure files in a process pool (largest first): parse, keep protein chains with at least
    ``min_length`` modeled residues and RNA chains with at least ``min_length`` nucleotides with a frame (C4', O4',
    C3'; bad or partial nucleotides are kept with their atoms masked and logged as ``NUCLEOTIDES`` lines), record
    each chain's ``molecule`` (:mod:`flowbb.data.chain_records`), compute DSSP fractions (proteins), radius of
-   gyration, chain breaks, and write one
+   gyration (:func:`flowbb.geometry.checks.radius_of_gyration`), chain breaks, and write one
    **shard** per source file, ``out_dir/shards/<h[:2]>/<h>.npz`` with ``h = sha1(relative path)``, through a
    temporary file and an atomic rename. Unusable files get a shard too, holding the reason;
 3. consolidate (:mod:`flowbb.data.shards`): read the shards of the current files in source-path order and
-   write the store (arrays via temporary files + rename, ``metadata.parquet`` last), plus ``files.csv`` (one
+   write the store (arrays via temporary files + rename, ``metadata.parquet`` last, its columns those of
+   :data:`flowbb.data.store.METADATA_COLUMNS`), plus ``files.csv`` (one
    line per input file: status, reason, chains kept) and ``summary.json``.
 
 Resuming: a shard is reused when its source path, size, mtime and the processing parameters match, so a
@@ -47,7 +48,8 @@ from flowbb.data.chain_records import protein_records, rna_records
 from flowbb.data.nucleic import NO_RNA, read_rna_chains
 from flowbb.data.preprocess_checks import PreprocessError
 from flowbb.data.shards import IGNORED, concat_arrays, consolidate, read_shard_meta, shard_path, write_shard
-from flowbb.data.structure_io import NO_PROTEIN, StructureReadError, is_structure_file, read_chains
+from flowbb.data.structure_io.files import NO_PROTEIN, StructureReadError, is_structure_file
+from flowbb.data.structure_io.read import read_chains
 
 log = logging.getLogger("flowbb.preprocess")
 
@@ -343,6 +345,8 @@ def _run_pool(
         import biotite.structure.io.pdb
         import biotite.structure.io.pdbx  # noqa: F401
         import scipy.spatial  # noqa: F401
+
+        import flowbb.geometry.checks  # noqa: F401 -- torch, for the radius of gyration of each chain
 
         context = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else None)
         size = max(1, chunksize)

@@ -60,32 +60,6 @@ def read_shard_meta(path: Path) -> dict | None:
         return None
 
 
-METADATA_COLUMNS = [
-    "chain_id",
-    "source_file",
-    "pdb_id",
-    "entity_id",
-    "length",
-    "modeled_length",
-    "sequence",
-    "resolution",
-    "method",
-    "deposition_date",
-    "oligomeric_detail",
-    "num_chains_in_file",
-    "helix_frac",
-    "strand_frac",
-    "coil_frac",
-    "secondary_structure",
-    "radius_of_gyration",
-    "num_chain_breaks",
-    "first_residue_number",
-    "last_residue_number",
-    "has_insertion_codes",
-    "molecule",
-]
-
-
 def consolidate(out_dir: Path, structure_files: list[str], ignored_files: list[str]) -> dict:
     """Write the store from the shards of ``structure_files`` (sorted by source path; chains in file order).
 
@@ -105,7 +79,7 @@ def consolidate(out_dir: Path, structure_files: list[str], ignored_files: list[s
     for meta in metas:
         for chain in meta["chains"]:
             molecule = chain.get("molecule", store_mod.DEFAULT_MOLECULE)
-            records.append({**chain, "molecule": molecule, "offset": offsets[molecule]})
+            records.append({**chain, "molecule": molecule, "row": len(records), "offset": offsets[molecule]})
             offsets[molecule] += chain["length"]
     for molecule, layout in store_mod.LAYOUTS.items():
         writer = store_mod.ArrayWriter(out_dir, offsets[molecule], molecule)
@@ -120,23 +94,9 @@ def consolidate(out_dir: Path, structure_files: list[str], ignored_files: list[s
         writer.commit()
     offset = sum(offsets.values())
 
-    frame = pd.DataFrame.from_records(records, columns=METADATA_COLUMNS + ["offset"])
-    frame.insert(0, "row", np.arange(len(frame), dtype=np.int64))
-    for column in (
-        "length",
-        "modeled_length",
-        "num_chains_in_file",
-        "num_chain_breaks",
-        "first_residue_number",
-        "last_residue_number",
-        "offset",
-    ):
-        frame[column] = frame[column].astype(np.int64)
-    for column in ("resolution", "helix_frac", "strand_frac", "coil_frac", "radius_of_gyration"):
-        frame[column] = frame[column].astype(np.float64)
-    frame["has_insertion_codes"] = frame["has_insertion_codes"].astype(bool)
-    for column in ("pdb_id", "entity_id", "method", "deposition_date", "oligomeric_detail", "molecule"):
-        frame[column] = frame[column].astype(object)
+    columns = store_mod.METADATA_COLUMNS
+    frame = pd.DataFrame.from_records(records, columns=[c.name for c in columns])
+    frame = frame.astype({c.name: c.dtype for c in columns if c.dtype != "str"})  # "str": pandas' inferred dtype
     tmp = out_dir / f".{store_mod.METADATA}.tmp"
     frame.to_parquet(tmp, index=False)
 

@@ -2,8 +2,8 @@
 
 Layout of a processed folder::
 
-    metadata.parquet      one row per chain; ``molecule`` (protein | rna) names its arrays, ``offset``/``length``
-                          locate its residues in them
+    metadata.parquet      one row per chain, the columns of :data:`METADATA_COLUMNS`; ``molecule`` (protein | rna)
+                          names its arrays, ``offset``/``length`` locate its residues in them
     atoms.npy             float32 [N, 4, 3]  protein: N, CA, C, O in A (0 where missing), chains concatenated
     atom_mask.npy         bool    [N, 4]
     residue_numbers.npy   int32   [N]       author residue numbers
@@ -36,6 +36,58 @@ from flowbb.molecules import MOLECULE_NAMES
 METADATA = "metadata.parquet"
 #: the molecule type of chains in folders written before the ``molecule`` column existed
 DEFAULT_MOLECULE = "protein"
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of ``metadata.parquet``.
+
+    Attributes:
+        name: column name.
+        dtype: how it is written: 'int64', 'float64' (NaN: unknown), 'bool', 'object' (str, None: unknown; cast so
+            that None stays None), or 'str' (text that is always present; left to pandas' inferred string dtype).
+        meaning: what it holds.
+    """
+
+    name: str
+    dtype: str
+    meaning: str
+
+
+#: the columns of ``metadata.parquet``, in file order: the one table that preprocessing
+#: (:mod:`flowbb.data.chain_records`, :func:`flowbb.data.shards.consolidate`), this reader and the tests use
+METADATA_COLUMNS: tuple[Column, ...] = (
+    Column("row", "int64", "row id 0..R-1 (the table's order: source file, then chain order in the file)"),
+    Column("chain_id", "str", "author chain id ('' when the file has none)"),
+    Column("source_file", "str", "path of the structure file relative to raw_dir (POSIX)"),
+    Column("pdb_id", "object", "PDB id from the file's header, None when it has none"),
+    Column("entity_id", "object", "mmCIF entity id / PDB COMPND MOL_ID of a protein chain, else None"),
+    Column("length", "int64", "residues stored, L: observed amino acids / nucleotides"),
+    Column("modeled_length", "int64", "residues with a frame: protein N, CA, C; RNA C4', O4', C3'"),
+    Column("sequence", "str", "one-letter sequence of length L (parents of modified residues; X / N unknown)"),
+    Column("resolution", "float64", "resolution (A) from the header, NaN when unknown"),
+    Column("method", "object", "experimental method(s) from the header, '; '-joined, None when unknown"),
+    Column("deposition_date", "object", "deposition date YYYY-MM-DD from the header, None when unknown"),
+    Column("oligomeric_detail", "object", "biological unit, e.g. 'monomeric' (PDB REMARK 350, mmCIF), else None"),
+    Column("num_chains_in_file", "int64", "chains of the same molecule type in the file, of any length"),
+    Column("helix_frac", "float64", "DSSP helix fraction over modeled residues (NaN for RNA)"),
+    Column("strand_frac", "float64", "DSSP strand fraction over modeled residues (NaN for RNA)"),
+    Column("coil_frac", "float64", "DSSP coil fraction over modeled residues (NaN for RNA)"),
+    Column("secondary_structure", "str", "3-state DSSP string of length L over H, E, - ('' for RNA)"),
+    Column("radius_of_gyration", "float64", "radius of gyration (A) of the frame-origin atoms present (CA, C4')"),
+    Column("num_chain_breaks", "int64", "consecutive residues that are not bonded (C-N / O3'-P > 2 A or missing)"),
+    Column("first_residue_number", "int64", "author number of the first residue"),
+    Column("last_residue_number", "int64", "author number of the last residue"),
+    Column("has_insertion_codes", "bool", "some residue has an insertion code"),
+    Column("molecule", "object", "'protein' or 'rna': whose arrays hold the residues (absent before RNA: protein)"),
+    Column("offset", "int64", "index of the chain's first residue in its molecule type's arrays"),
+)
+#: columns the pipeline adds when it writes the table; every other column is a field of each chain's record
+STORE_COLUMNS = ("row", "offset")
+#: the fields of one chain's record (:mod:`flowbb.data.chain_records`), in table order
+RECORD_COLUMNS: tuple[str, ...] = tuple(c.name for c in METADATA_COLUMNS if c.name not in STORE_COLUMNS)
+#: columns a processed folder cannot be read without
+REQUIRED_COLUMNS = ("offset", "length")
 
 
 @dataclass(frozen=True)
@@ -154,6 +206,10 @@ class ProcessedStore:
         if not is_complete(self.root):
             raise DatasetNotFoundError(not_a_dataset_message(self.root))
         self.metadata = pd.read_parquet(self.root / METADATA)
+        missing = [name for name in REQUIRED_COLUMNS if name not in self.metadata.columns]
+        if missing:
+            raise DatasetError(f"{self.root / METADATA} has no column {', '.join(missing)}: it was not written by "
+                               "flowbb's preprocessing; preprocess the raw files again")
         if "molecule" not in self.metadata.columns:  # written before RNA: proteins only
             self.metadata["molecule"] = DEFAULT_MOLECULE
         unknown = sorted(set(self.metadata["molecule"]) - set(LAYOUTS))

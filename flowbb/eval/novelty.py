@@ -92,7 +92,8 @@ class ReferenceSet:
 
 
 def _read_file_chains(args: tuple[str, str, int]) -> tuple[list[str], list[np.ndarray], str | None]:
-    from flowbb.data.structure_io import StructureReadError, read_chains
+    from flowbb.data.structure_io.files import StructureReadError
+    from flowbb.data.structure_io.read import read_chains
 
     path, rel, min_length = args
     try:
@@ -124,7 +125,7 @@ def load_reference_folder(
     Unreadable files are skipped with a warning. With ``cache``, the parsed set is stored there and reused
     while the files are unchanged.
     """
-    from flowbb.data.structure_io import is_structure_file
+    from flowbb.data.structure_io.files import is_structure_file
 
     files = sorted(p for p in folder.rglob("*") if p.is_file() and is_structure_file(p))
     if not files:

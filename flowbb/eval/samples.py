@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from flowbb.data.packing import BatchBudget, pack_batches
-from flowbb.data.structure_io import is_structure_file, read_chains
+from flowbb.data.structure_io.files import is_structure_file
+from flowbb.data.structure_io.read import read_chains
 
 _EXT = re.compile(r"(\.(pdb|ent|cif|mmcif|bcif))(\.(gz|bz2))?$", re.IGNORECASE)
 

@@ -85,7 +85,7 @@ class Protein(Molecule):
     def write_pdb(self, path: str | Path, atoms: Tensor, residue_name: str | None = None,
                   models: bool = False) -> Path:
         """N, CA, C, O of every residue (poly-GLY unless ``residue_name``), chain A."""
-        from flowbb.data.structure_io import write_backbone_pdb
+        from flowbb.data.structure_io.write import write_backbone_pdb
 
         return write_backbone_pdb(path, atoms, residue_name=residue_name or self.default_residue, chain_id="A",
                                   models=models)

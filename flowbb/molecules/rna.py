@@ -78,7 +78,7 @@ class RNA(Molecule):
 
     def pdb_atom_names(self, sequence: str) -> list[tuple[str, ...]]:
         """PDB atom names per nucleotide of ``sequence`` (A, C, G, U or N), :data:`flowbb.geometry.rna.ATOM_ORDER`
-        with the base atom named N9 or N1 (for :func:`flowbb.data.structure_io.write_backbone_pdb`)."""
+        with the base atom named N9 or N1 (for :func:`flowbb.data.structure_io.write.write_backbone_pdb`)."""
         return [tuple(GLYCOSIDIC_PDB_NAME.get(c, "N9") if a == "N" else a for a in self.atom_names) for c in sequence]
 
     def atoms_from_prediction(self, rots: Tensor, trans: Tensor, torsions: Tensor, res_mask: Tensor) -> Tensor:
@@ -99,7 +99,7 @@ class RNA(Molecule):
     def write_pdb(self, path: str | Path, atoms: Tensor, residue_name: str | None = None,
                   models: bool = False) -> Path:
         """The 12 rebuilt atoms of every nucleotide (base atom N9 or N1 by residue name; N: N9), chain A."""
-        from flowbb.data.structure_io import write_backbone_pdb
+        from flowbb.data.structure_io.write import write_backbone_pdb
 
         names = self.residue_names(atoms.shape[-3], residue_name)
         return write_backbone_pdb(path, atoms, residue_name=names, chain_id="A", models=models,

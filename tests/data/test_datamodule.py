@@ -12,7 +12,7 @@ from flowbb.data.clusters import compute_clusters, kmer_clusters
 from flowbb.data.datamodule import ProteinDataModule, split_by_cluster
 from flowbb.data.dataset import ProteinChainDataset, collate
 from flowbb.data.filters import FilterConfig, filter_mask
-from flowbb.data.structure_io import read_chains
+from flowbb.data.structure_io.read import read_chains
 
 
 def test_items_are_centred_and_collate_pads_with_zeros(small_store):

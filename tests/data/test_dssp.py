@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from flowbb.data.secondary_structure import assign_dssp, ss_fractions
-from flowbb.data.structure_io import read_chains, write_backbone_pdb
+from flowbb.data.structure_io.read import read_chains
+from flowbb.data.structure_io.write import write_backbone_pdb
 
 THREE_STATE = {"H": "H", "G": "H", "I": "H", "E": "E", "B": "E"}
 
@@ -46,8 +47,8 @@ def test_agrees_with_reference_mkdssp(ddg_files, db55_files, tmp_path):
     assert total > 500 and agree / total > 0.995
 
 
-def test_real_folds_invariance_and_masks(ddg_files):
-    chain = next(read_chains(f).chains[0] for f in ddg_files if f.name == "107L.pdb")  # T4 lysozyme, helical
+def test_real_folds_invariance_and_masks(core_ddg_files):
+    chain = next(read_chains(f).chains[0] for f in core_ddg_files if f.name == "107L.pdb")  # T4 lysozyme, helical
     ss = assign_dssp(chain.atoms, chain.atom_mask, chain.sequence)
     assert len(ss) == chain.length and set(ss) <= {"H", "E", "-"}
     fr = ss_fractions(ss)

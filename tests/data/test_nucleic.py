@@ -13,7 +13,7 @@ import pytest
 
 from flowbb.data import nucleic
 from flowbb.data.nucleic import RNA_ATOMS, RNAChain, read_rna_chains
-from flowbb.data.structure_io import EMPTY, TRUNCATED_GZIP, StructureReadError
+from flowbb.data.structure_io.files import EMPTY, TRUNCATED_GZIP, StructureReadError
 
 REASONS = {
     nucleic.MISSING_FRAME,
@@ -27,7 +27,14 @@ REASONS = {
 
 @pytest.fixture(scope="module")
 def rna_dir(shared_data: Path) -> Path:
+    """All 199 chains of ../shared/data/rna (skips without it)."""
     return shared_data / "rna"
+
+
+@pytest.fixture(scope="module")
+def core_rna_dir(core_data: Path) -> Path:
+    """../shared/data/rna, or tests/resources/rna (1XJR only) without it."""
+    return core_data / "rna"
 
 
 @pytest.fixture(scope="module")
@@ -108,10 +115,10 @@ def _edit_residues(text: str, renames: dict[int, str]) -> str:
     return "\n".join(out) + "\n"
 
 
-def test_modified_dna_and_unknown_residues(rna_dir: Path, tmp_path: Path) -> None:
+def test_modified_dna_and_unknown_residues(core_rna_dir: Path, tmp_path: Path) -> None:
     """OMG -> G and 5MC -> C (CCD parents); PSU's C-glycosidic C5 is not bonded in a renamed U (reported);
     a DNA nucleotide is dropped, reported and leaves a chain break; a non-nucleotide name is ignored."""
-    src = rna_dir / "medium__1XJR__A.pdb.gz"
+    src = core_rna_dir / "medium__1XJR__A.pdb.gz"
     base = _one(src)
     text = gzip.decompress(src.read_bytes()).decode()
     numbers = base.residue_numbers.tolist()
@@ -166,12 +173,12 @@ def test_mmcif_gives_the_same_chain(rna_dir: Path, tmp_path: Path) -> None:
     )
 
 
-def test_bad_files_raise_with_a_reason(shared_data: Path, rna_dir: Path, tmp_path: Path) -> None:
+def test_bad_files_raise_with_a_reason(core_data: Path, core_rna_dir: Path, tmp_path: Path) -> None:
     empty = tmp_path / "empty.pdb"
     empty.write_bytes(b"")
     truncated = tmp_path / "cut.pdb.gz"
-    truncated.write_bytes((rna_dir / "medium__1XJR__A.pdb.gz").read_bytes()[:500])
-    protein = shared_data / "pdb" / "ddg" / "1BPI.pdb"
+    truncated.write_bytes((core_rna_dir / "medium__1XJR__A.pdb.gz").read_bytes()[:500])
+    protein = core_data / "pdb" / "ddg" / "1BPI.pdb"
     for path, reason in ((empty, EMPTY), (truncated, TRUNCATED_GZIP), (protein, nucleic.NO_RNA)):
         with pytest.raises(StructureReadError) as err:
             read_rna_chains(path)

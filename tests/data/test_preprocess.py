@@ -17,9 +17,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from flowbb.data import structure_io as sio
-from flowbb.data.preprocess import TOO_SHORT, PreprocessError, PreprocessInterrupted, preprocess, shard_path
-from flowbb.data.store import ARRAYS, ProcessedStore
+from flowbb.data.preprocess import (
+    TOO_SHORT,
+    PreprocessError,
+    PreprocessInterrupted,
+    PreprocessParams,
+    preprocess,
+    process_file,
+    shard_path,
+)
+from flowbb.data.store import ARRAYS, METADATA_COLUMNS, RECORD_COLUMNS, ProcessedStore
+from flowbb.data.structure_io import files as sio
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -109,27 +117,39 @@ def test_missing_raw_dir_is_one_clear_error(tmp_path):
     assert "Traceback" not in result.stderr and not (tmp_path / "o").exists()
 
 
+def test_records_and_metadata_follow_the_column_table(core_data, tmp_path, copy_to):
+    """One protein file and one RNA file (bundled with the tests): every chain record has the fields RECORD_COLUMNS in
+    table order, and metadata.parquet has exactly the columns of METADATA_COLUMNS with their dtypes."""
+    files = [core_data / "pdb" / "ddg" / "1BPI.pdb", core_data / "rna" / "medium__1XJR__A.pdb.gz"]
+    raw = copy_to(files, tmp_path / "raw")
+    for f in files:
+        meta, _ = process_file(raw, f.name, PreprocessParams())
+        assert meta["status"] == "ok" and [tuple(chain) for chain in meta["chains"]] == [RECORD_COLUMNS]
+    preprocess(raw, tmp_path / "out", num_workers=0, progress=False)
+    frame = pd.read_parquet(tmp_path / "out" / "metadata.parquet")
+    assert list(frame.columns) == [c.name for c in METADATA_COLUMNS]
+    for column in METADATA_COLUMNS:
+        dtype = frame[column.name].dtype
+        if column.dtype in ("object", "str"):  # text (None where unknown) reads back as object or pandas' str
+            assert dtype == object or pd.api.types.is_string_dtype(dtype), column
+        else:
+            assert dtype == column.dtype, column
+    assert list(frame.molecule) == ["protein", "rna"] and list(frame.row) == [0, 1]
+    assert frame.secondary_structure[1] == "" and np.isnan(frame.helix_frac[1]) and frame.pdb_id[0] == "1BPI"
+    store = ProcessedStore(tmp_path / "out")
+    for row in range(2):
+        chain = store.chain(row)
+        origin = 1 if row == 0 else 0  # CA, C4'
+        points = chain["atoms"][chain["atom_mask"][:, origin], origin].astype(np.float64)
+        rg = np.sqrt(((points - points.mean(0)) ** 2).sum(1).mean())
+        assert frame.radius_of_gyration[row] == pytest.approx(rg, rel=1e-9)
+
+
 @pytest.mark.filterwarnings("ignore:.*elements were guessed")
 def test_store_coordinates_equal_biotite(small_store, small_raw):
     store = ProcessedStore(small_store)
     meta = store.metadata
-    assert {
-        "chain_id",
-        "source_file",
-        "length",
-        "modeled_length",
-        "sequence",
-        "resolution",
-        "method",
-        "num_chains_in_file",
-        "helix_frac",
-        "strand_frac",
-        "coil_frac",
-        "radius_of_gyration",
-        "num_chain_breaks",
-        "first_residue_number",
-        "offset",
-    } <= set(meta.columns)
+    assert list(meta.columns) == [c.name for c in METADATA_COLUMNS]
     assert list(meta["source_file"]) == sorted(meta["source_file"])  # consolidated in source order
     for row in range(len(store)):
         rec = meta.iloc[row]

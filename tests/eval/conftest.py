@@ -1,4 +1,5 @@
-"""Fixtures for the evaluation tests: small real chains from ``../shared/data`` used as "samples"."""
+"""Fixtures for the evaluation tests: small real chains from ``../shared/data`` (or ``tests/resources``) used as
+"samples"."""
 
 from __future__ import annotations
 
@@ -7,19 +8,20 @@ from pathlib import Path
 
 import pytest
 
-from flowbb.data.structure_io import read_chains, write_backbone_pdb
+from flowbb.data.structure_io.read import read_chains
+from flowbb.data.structure_io.write import write_backbone_pdb
 
 # three small single-chain proteins of the ddg set (SH3 57 aa, BPTI 58 aa, cold-shock protein 67 aa)
 SMALL_CHAINS = ("1SHG.pdb", "1BPI.pdb", "1CSP.pdb")
 
 
 @pytest.fixture(scope="session")
-def small_chain_files(shared_data: Path) -> list[Path]:
+def small_chain_files(core_data: Path) -> list[Path]:
     """Paths of three small real chains (read-only)."""
-    files = [shared_data / "pdb" / "ddg" / name for name in SMALL_CHAINS]
+    files = [core_data / "pdb" / "ddg" / name for name in SMALL_CHAINS]
     missing = [f for f in files if not f.is_file()]
     if missing:
-        pytest.skip(f"missing shared files: {missing}")
+        pytest.skip(f"missing test structures: {missing}")
     return files
 
 

@@ -8,7 +8,7 @@ import biotite.structure as struc
 import numpy as np
 import pytest
 
-from flowbb.data.structure_io import read_chains
+from flowbb.data.structure_io.read import read_chains
 from flowbb.eval.sample_quality import (
     RamachandranRegion,
     group_summary,

@@ -1,4 +1,5 @@
-"""Real backbones of ``../shared/data/pdb/ddg``, parsed once per session with biotite directly."""
+"""Real backbones of ``../shared/data/pdb/ddg`` (or the bundled few: ``core_ddg_files``), parsed once per session
+with biotite directly."""
 
 from __future__ import annotations
 
@@ -44,9 +45,9 @@ def parse_backbone_chains(path: Path) -> list[Chain]:
 
 
 @pytest.fixture(scope="session")
-def ddg_chains(ddg_files: list[Path]) -> list[Chain]:
+def ddg_chains(core_ddg_files: list[Path]) -> list[Chain]:
     """Every protein chain of every ddg file (fails when the folder is empty)."""
-    assert len(ddg_files) > 0, "no ddg PDB files found"
-    chains = [c for f in ddg_files for c in parse_backbone_chains(f)]
-    assert len(chains) >= len(ddg_files)
+    assert len(core_ddg_files) > 0, "no ddg PDB files found"
+    chains = [c for f in core_ddg_files for c in parse_backbone_chains(f)]
+    assert len(chains) >= len(core_ddg_files)
     return chains

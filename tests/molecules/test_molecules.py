@@ -8,7 +8,7 @@ import torch
 
 from flowbb.data.nucleic import read_rna_chains
 from flowbb.data.store import LAYOUTS, MOLECULES
-from flowbb.data.structure_io import read_chains
+from flowbb.data.structure_io.read import read_chains
 from flowbb.molecules import MOLECULE_NAMES, get_molecule, molecule_of
 
 

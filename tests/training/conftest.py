@@ -13,14 +13,15 @@ SMALL_SET_FILES = 12
 
 
 @pytest.fixture(scope="session")
-def small_processed(tmp_path_factory: pytest.TempPathFactory, ddg_files: list[Path]) -> Path:
-    """A processed store (``flowbb.data.preprocess``) of a few real ddg structures, built once per session."""
+def small_processed(tmp_path_factory: pytest.TempPathFactory, core_ddg_files: list[Path]) -> Path:
+    """A processed store (``flowbb.data.preprocess``) of a few real ddg structures (the first 12 of ../shared/data, or
+    the 7 bundled ones of tests/resources), built once per session."""
     from flowbb.data.preprocess import preprocess
 
     root = tmp_path_factory.mktemp("small_set")
     raw = root / "raw"
     raw.mkdir()
-    for path in ddg_files[:SMALL_SET_FILES]:
+    for path in core_ddg_files[:SMALL_SET_FILES]:
         shutil.copy(path, raw / path.name)
     preprocess(raw, root / "processed", num_workers=0, progress=False)
     return root / "processed"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from flowbb.data.structure_io import read_chains
+from flowbb.data.structure_io.read import read_chains
 from flowbb.flow.config import as_flow_config
 from flowbb.training.heldout import LOSS_TERMS, T_GRID, heldout_losses
 from flowbb.training.module import clean_frames

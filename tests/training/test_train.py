@@ -167,7 +167,9 @@ def test_cli_run_dir_contents_and_resume(small_processed: Path, tmp_path: Path) 
     assert _ckpt(run / "checkpoints" / "last.ckpt")["global_step"] == 4
 
 
-def test_ddp_two_cpu_processes_disjoint_batches(small_processed: Path, tmp_path: Path) -> None:
+def test_ddp_two_cpu_processes_disjoint_batches(small_processed: Path, tmp_path: Path, has_shared_data: bool) -> None:
+    if not has_shared_data:  # 7 bundled chains: an epoch ends within the 3 steps, so rows repeat across ranks
+        pytest.skip("needs the 20 chains of ../shared/data (the bundled set ends an epoch within 3 steps per rank)")
     run = tmp_path / "ddp_run"
     rec = tmp_path / "rec"
     args = ["experiment=debug", "model=tiny", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2",
