@@ -5,24 +5,25 @@ Rotation matrices are ``[..., 3, 3]`` (act on column vectors), rotation vectors 
 in ``(w, x, y, z)`` order. Everything is batched over leading dimensions and works in float32
 and float64; all randomness goes through an explicit ``torch.Generator``.
 
-Numerical care: :func:`exp` uses Taylor series near angle 0; :func:`log` uses the antisymmetric
-part of R away from angle pi and the symmetric part (``(R + R^T)/2 = cos w I + (1 - cos w) k k^T``)
-near pi, where the antisymmetric part vanishes. Both branches are evaluated on safe inputs so
-that gradients stay finite.
+:func:`exp` and :func:`log` are roma's (``roma.rotvec_to_rotmat``, ``roma.rotmat_to_rotvec``); the geodesic
+distance, quaternions in ``(w, x, y, z)`` order and IGSO(3) sampling are ours. ``scripts/compare_rotations.py``
+measures both libraries (accuracy at 0 and pi in float32/float64, gradients, speed) and
+``tests/geometry/test_so3_vs_roma.py`` holds the reasons for each choice. Everything is evaluated on safe inputs,
+so that gradients stay finite (at exactly angle pi the log is discontinuous; its gradient is that of the branch
+returned).
 """
 
 from __future__ import annotations
 
 import math
 
+import roma
 import torch
 
 Tensor = torch.Tensor
 
-# Angles below this use Taylor series for sin(w)/w and (1 - cos w)/w^2.
+# Angles below this use Taylor series in the quaternion conversions.
 _SMALL_ANGLE = 1e-3
-# log(): angles with cos(w) below this use the symmetric-part (near-pi) formula for the axis.
-_NEAR_PI_COS = -0.5
 # IGSO(3): sigma at or below this samples the small-noise Gaussian limit (rotvec ~ N(0, sigma^2 I)).
 _IGSO3_GAUSSIAN_SIGMA = 0.1
 _IGSO3_GRID = 4096
@@ -68,20 +69,14 @@ def _check_mat(m: Tensor, name: str) -> None:
         raise ValueError(f"{name}: expected a [..., 3, 3] tensor, got shape {tuple(m.shape)}")
 
 
-def _sinc_terms(theta2: Tensor) -> tuple[Tensor, Tensor]:
-    """``sin(w)/w`` and ``(1 - cos w)/w^2`` from ``theta2 = w^2`` ``[...]``, Taylor series near 0."""
-    small = theta2 < _SMALL_ANGLE**2
-    safe = torch.sqrt(torch.where(small, torch.ones_like(theta2), theta2))
-    t2 = theta2
-    a = torch.where(small, 1.0 - t2 / 6.0 + t2 * t2 / 120.0, torch.sin(safe) / safe)
-    b = torch.where(small, 0.5 - t2 / 24.0 + t2 * t2 / 720.0, (1.0 - torch.cos(safe)) / (safe * safe))
-    return a, b
-
-
 def exp(rotvec: Tensor) -> Tensor:
-    """Exponential map (Rodrigues): rotation vector -> rotation matrix.
+    """Exponential map (Rodrigues): rotation vector -> rotation matrix, by ``roma.rotvec_to_rotmat``.
 
-    ``R = I + sin(w)/w K + (1 - cos w)/w^2 K^2`` with ``K = hat(v)``, ``w = |v|``.
+    ``R = I + sin(w)/w K + (1 - cos w)/w^2 K^2`` with ``K = hat(v)``, ``w = |v|`` (roma switches to ``I + K``
+    below 1e-6 rad). roma replaced our own Rodrigues code after ``scripts/compare_rotations.py``: the same float32
+    accuracy, ~1.5x faster; its gradient is less exact at small angles (relative ~6e-4 in float32 below 1e-3 rad,
+    ~2e-6 in float64 below 1e-6 rad, ours 1e-6 / 1e-14), which no call site needs: the flow differentiates only
+    :func:`log` (``tests/geometry/test_so3_vs_roma.py``).
 
     Args:
         rotvec: ``[..., 3]`` (any norm; angles beyond pi wrap around).
@@ -90,10 +85,7 @@ def exp(rotvec: Tensor) -> Tensor:
     """
     if rotvec.shape[-1] != 3:
         raise ValueError(f"exp: expected rotvec[..., 3], got shape {tuple(rotvec.shape)}")
-    a, b = _sinc_terms((rotvec * rotvec).sum(-1))
-    k = hat(rotvec)
-    eye = torch.eye(3, dtype=rotvec.dtype, device=rotvec.device)
-    return eye + a[..., None, None] * k + b[..., None, None] * (k @ k)
+    return roma.rotvec_to_rotmat(rotvec)
 
 
 def angle(rots: Tensor) -> Tensor:
@@ -111,11 +103,13 @@ def angle(rots: Tensor) -> Tensor:
 
 
 def log(rots: Tensor) -> Tensor:
-    """Logarithm map: rotation matrix -> rotation vector with angle in ``[0, pi]``.
+    """Logarithm map: rotation matrix -> rotation vector with angle in ``[0, pi]``, by ``roma.rotmat_to_rotvec``.
 
-    Away from pi: ``v = w / sin(w) * vee(R)`` (Taylor series near 0). Near pi the axis comes from
-    the symmetric part: ``(R + R^T)/2 - cos(w) I = (1 - cos w) k k^T``; the column with the largest
-    diagonal gives k up to sign, and the sign is taken from ``vee(R)`` (irrelevant at exactly pi).
+    roma goes through the unit quaternion (Markley's variant of Shepperd's method, ``w >= 0``) and
+    ``v = 2 atan2(|xyz|, w) / |xyz| * xyz``: accurate at angle 0 and pi, and its gradient along the manifold is
+    ``J_r^{-1}(v)`` up to the last ulp before pi. Our former formula (``w / sin w * vee(R)``, the symmetric part near
+    pi) gave the same values but a wrong gradient within ~1e-6 rad of pi in float32 (the flow loss differentiates
+    log), which is why roma replaced it (``tests/geometry/test_so3_vs_roma.py``).
 
     Args:
         rots: ``[..., 3, 3]`` (proper rotations).
@@ -123,40 +117,29 @@ def log(rots: Tensor) -> Tensor:
         ``[..., 3]``.
     """
     _check_mat(rots, "log")
-    antisym = vee(rots)  # sin(w) k
-    s = torch.linalg.vector_norm(antisym, dim=-1)
-    c = 0.5 * (rots.diagonal(dim1=-2, dim2=-1).sum(-1) - 1.0)
-    theta = torch.atan2(s, c)
-
-    # Generic branch: w / sin(w) * vee(R).
-    near_pi = c < _NEAR_PI_COS
-    small = theta < _SMALL_ANGLE
-    safe_theta = torch.where(small | near_pi, torch.ones_like(theta), theta)
-    t2 = theta * theta
-    factor = torch.where(small, 1.0 + t2 / 6.0 + 7.0 * t2 * t2 / 360.0, safe_theta / torch.sin(safe_theta))
-    factor = torch.where(near_pi, torch.zeros_like(factor), factor)
-    v_generic = factor[..., None] * antisym
-
-    # Near-pi branch: axis from the symmetric part.
-    sym = 0.5 * (rots + rots.transpose(-1, -2))
-    one_minus_c = torch.where(near_pi, 1.0 - c, torch.ones_like(c))
-    c_safe = torch.where(near_pi, c, torch.zeros_like(c))
-    eye = torch.eye(3, dtype=rots.dtype, device=rots.device)
-    kkt = (sym - c_safe[..., None, None] * eye) / one_minus_c[..., None, None]  # k k^T
-    diag = kkt.diagonal(dim1=-2, dim2=-1)
-    idx = diag.argmax(-1)
-    col = torch.gather(kkt, -1, idx[..., None, None].expand(*kkt.shape[:-1], 1)).squeeze(-1)  # k * k_i
-    k_i = torch.sqrt(torch.gather(diag, -1, idx[..., None]).clamp_min(1e-12))
-    axis = col / k_i
-    sign = torch.where((axis * antisym).sum(-1) < 0, -torch.ones_like(c), torch.ones_like(c))
-    v_pi = (sign * theta)[..., None] * axis
-
-    return torch.where(near_pi[..., None], v_pi, v_generic)
+    return roma.rotmat_to_rotvec(rots)
 
 
 def geodesic_distance(rots_a: Tensor, rots_b: Tensor) -> Tensor:
-    """Angle of ``R_a^T R_b`` in ``[0, pi]``. Inputs ``[..., 3, 3]`` (broadcast); returns ``[...]``."""
-    return angle(rots_a.transpose(-1, -2) @ rots_b)
+    """Angle of ``R_a^T R_b`` in ``[0, pi]``: ``atan2(|sum_k a_k x b_k| / 2, (sum(R_a * R_b) - 1) / 2)``.
+
+    ``a_k``, ``b_k`` are the columns of ``R_a``, ``R_b``; ``sum_k a_k x b_k = R_a vee(R_a^T R_b - R_b^T R_a)`` has the
+    norm ``2 sin(angle)`` and ``sum(R_a * R_b) = tr(R_a^T R_b)``, so no matrix product is formed. Accurate at 0 and
+    at pi with finite gradients everywhere; ``roma.rotmat_geodesic_distance`` (``2 asin(|R_b - R_a|_F / 2 sqrt 2)``)
+    is faster but loses ~1e-3 rad near pi in float32 and has non-finite gradients there, so we keep this one
+    (``tests/geometry/test_so3_vs_roma.py``).
+
+    Args:
+        rots_a, rots_b: ``[..., 3, 3]`` (broadcast).
+    Returns:
+        ``[...]``.
+    """
+    _check_mat(rots_a, "geodesic_distance")
+    _check_mat(rots_b, "geodesic_distance")
+    rots_a, rots_b = torch.broadcast_tensors(rots_a, rots_b)
+    s = 0.5 * torch.linalg.vector_norm(torch.linalg.cross(rots_a, rots_b, dim=-2).sum(-1), dim=-1)
+    c = 0.5 * ((rots_a * rots_b).sum((-1, -2)) - 1.0)
+    return torch.atan2(s, c)
 
 
 def geodesic(rots_0: Tensor, rots_1: Tensor, t: Tensor | float) -> Tensor:
