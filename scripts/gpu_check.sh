@@ -22,7 +22,7 @@ part="${1:-}"
 OUT="${OUT:-gpu_out}"       # what comes back: at most 8 files
 WORK="${FLOWBB_GPU_WORK:-/tmp/flowbb_gpu}"   # the run and samples (checkpoints stay on the machine)
 DATA="${FLOWBB_GPU_DATA:-data/processed/shared}"
-WHEELS=("hydra-core==1.3.2" "omegaconf==2.3.0" "antlr4-python3-runtime==4.9.3" "tmtools==0.3.0")
+WHEELS=("hydra-core==1.3.2" "omegaconf==2.3.0" "antlr4-python3-runtime==4.9.3" "tmtools==0.3.0" "roma==1.8.0")
 
 use_wheels() {  # the carried wheels (if any) and flowbb from the working tree, on the bare GPU image
   if [ -d .whl ]; then
