@@ -102,20 +102,14 @@ def chain_record(
     return record  # its keys are RECORD_COLUMNS in order (tests/data/test_preprocess.py checks it)
 
 
-def _arrays(
-    atoms: np.ndarray,
-    atom_mask: np.ndarray,
-    residue_numbers: np.ndarray,
-    insertion_codes: np.ndarray,
-    residue_index: np.ndarray,
-) -> Arrays:
+def _arrays(chain: ChainData | RNAChain) -> Arrays:
     """One chain's per-residue arrays in the store's dtypes (:data:`flowbb.data.store.LAYOUTS`)."""
     return {
-        "atoms": atoms.astype(np.float32),
-        "atom_mask": atom_mask.astype(bool),
-        "residue_numbers": residue_numbers.astype(np.int32),
-        "insertion_codes": np.char.encode(insertion_codes.astype(str), "ascii").astype("S1"),
-        "residue_index": residue_index.astype(np.int32),
+        "atoms": chain.atoms.astype(np.float32),
+        "atom_mask": chain.atom_mask.astype(bool),
+        "residue_numbers": chain.residue_numbers.astype(np.int32),
+        "insertion_codes": np.char.encode(chain.insertion_codes.astype(str), "ascii").astype("S1"),
+        "residue_index": chain.residue_index.astype(np.int32),
     }
 
 
@@ -147,15 +141,7 @@ def protein_records(
                 parsed.oligomeric_detail,
             )
         )
-        parts.append(
-            _arrays(
-                chain.atoms,
-                chain.atom_mask,
-                chain.residue_numbers,
-                chain.insertion_codes,
-                chain.residue_index,
-            )
-        )
+        parts.append(_arrays(chain))
     return records, parts, short
 
 
@@ -192,15 +178,7 @@ def rna_records(
             short += 1
             continue
         records.append(chain_record(chain, "rna", rel_path, modeled, parsed, len(chains)))
-        parts.append(
-            _arrays(
-                chain.atoms,
-                chain.atom_mask,
-                chain.residue_numbers,
-                chain.insertion_codes,
-                chain.residue_index,
-            )
-        )
+        parts.append(_arrays(chain))
         note = nucleotide_notes(chain)
         if note:
             notes.append(note)
