@@ -47,3 +47,16 @@ def test_every_preset_combination_composes_and_builds_its_model(experiment: str,
     # the experiment's own model (no model= override) always builds
     own = build_model(compose_train_config(tmp_path / "run", [f"experiment={experiment}"]).model)
     assert sum(p.numel() for p in own.parameters()) > 0
+
+
+@pytest.mark.parametrize("experiment", ["foldflow_flash", "rnaflow_flash"])
+def test_the_paper_size_flash_model_fits_the_fused_gpu_kernels(experiment: str, tmp_path: Path) -> None:
+    """At the paper's dimensions (c_s 256, c_z 128, C 128, 8 heads, 8/12 points, rank 2) the default flash model's
+    lifted heads, padded to a multiple of 8 as on CUDA, are at most 256 wide: flash-attn's and PyTorch's flash kernel
+    take them (the exact lifting would be 409/420)."""
+    model = build_model(compose_train_config(tmp_path / "run", [f"experiment={experiment}"]).model)
+    layers = [m for m in model.modules() if hasattr(m, "lifted_widths")]
+    assert layers and layers[0].no_heads == 8 and layers[0].c_hidden == 128
+    for layer in layers:
+        padded = -(-max(layer.lifted_widths()) // 8) * 8
+        assert padded <= 256 and padded % 8 == 0, (experiment, layer.lifted_widths())
