@@ -41,6 +41,10 @@ IMPLS = ("flash", "ipa", "sdpa")
 MODES = ("fwd", "fwd_bwd")
 PAPER_DIMS = {"c_s": 256, "c_z": 128, "c_hidden": 128, "no_heads": 8, "no_qk_points": 8, "no_v_points": 12,
               "z_factor_rank": 2, "k": 10}
+#: FlashIPA's pair lifting: "preset" is model=flash's (compact, 40 pair channels per rank, 8-frequency sequence-offset
+#: bias, sequence-neighbour distograms: heads 249/244 wide); "exact" is the oracle lifting (409/420 wide)
+LIFTINGS = {"preset": {"pair_channels": 40, "seq_offset_freqs": 8, "seq_neighbors": 2},
+            "exact": {"pair_channels": None, "seq_offset_freqs": 0, "seq_neighbors": 0}}
 FIT_MIN_L = 1024
 COLUMNS: list[Column] = [("impl", "impl", ""), ("mode", "mode", ""), ("L", "L", "d"), ("seconds", "seconds", ".4f"),
                          ("min s", "seconds_min", ".4f"), ("peak extra MB", "peak_mem_mb", ".1f"),
@@ -52,7 +56,7 @@ COLUMNS: list[Column] = [("impl", "impl", ""), ("mode", "mode", ""), ("L", "L", 
 # ------------------------------------------------------------------------------------------------
 
 
-def _build(impl: str, L: int, device: str, seed: int = 0):
+def _build(impl: str, L: int, device: str, seed: int = 0, lifting: str = "preset"):
     """Returns (fn() -> tensor, params list, inputs requiring grad)."""
     import torch
 
@@ -64,8 +68,11 @@ def _build(impl: str, L: int, device: str, seed: int = 0):
     d = PAPER_DIMS
     g = torch.Generator().manual_seed(seed)
     ipa_dims = {k: d[k] for k in ("c_s", "c_z", "c_hidden", "no_heads", "no_qk_points", "no_v_points")}
-    if impl == "sdpa":
-        dqk, dv = FlashIPA(**ipa_dims, z_factor_rank=d["z_factor_rank"]).lifted_widths()
+    lift = LIFTINGS[lifting]
+    flash_dims = dict(ipa_dims, z_factor_rank=d["z_factor_rank"], pair_channels=lift["pair_channels"],
+                      seq_offset_freqs=lift["seq_offset_freqs"])
+    if impl == "sdpa":  # the floor: one fused attention at the flash lifting's width
+        dqk, dv = FlashIPA(**flash_dims).lifted_widths()
         width = common_width(torch.empty(0, device=device), dqk, dv)
         shape = (1, d["no_heads"], L, width)
         q, k, v = (torch.randn(shape, generator=g) for _ in range(3))
@@ -90,8 +97,9 @@ def _build(impl: str, L: int, device: str, seed: int = 0):
         x.to(device) for x in (s, trans, sc_trans, rots, residue_index, mask))
     s.requires_grad_(True)
     if impl == "flash":
-        emb = FactorizedEdgeEmbedder(d["c_s"], d["c_z"], rank=d["z_factor_rank"], k=d["k"])
-        ipa = FlashIPA(**ipa_dims, z_factor_rank=d["z_factor_rank"], zero_init=False)
+        emb = FactorizedEdgeEmbedder(d["c_s"], d["c_z"], rank=d["z_factor_rank"], k=d["k"],
+                                     seq_neighbors=lift["seq_neighbors"])
+        ipa = FlashIPA(**flash_dims, zero_init=False)
     elif impl == "ipa":
         emb = DenseEdgeEmbedder(d["c_s"], d["c_z"])
         ipa = InvariantPointAttention(**ipa_dims, zero_init=False)
@@ -101,14 +109,15 @@ def _build(impl: str, L: int, device: str, seed: int = 0):
 
     def fn_model():
         z = emb(s, trans, sc_trans, residue_index, mask)
-        z = (z,) if impl == "ipa" else z
-        return ipa(s, *z, rots, trans * 0.1, mask)
+        if impl == "ipa":
+            return ipa(s, z, rots, trans * 0.1, mask)
+        return ipa(s, *z, rots, trans * 0.1, mask, positions=residue_index)
 
     return fn_model, list(emb.parameters()) + list(ipa.parameters()), [s]
 
 
 def point(impl: str, L: int, mode: str, device: str = "cpu", repeats: int = 3, threads: int = 2,
-          flush_denormal: bool = True) -> dict[str, Any]:
+          flush_denormal: bool = True, lifting: str = "preset") -> dict[str, Any]:
     """One (impl, L, mode) measurement in this process: :func:`flowbb.bench.measure.measure`'s dict."""
     import torch
 
@@ -116,7 +125,7 @@ def point(impl: str, L: int, mode: str, device: str = "cpu", repeats: int = 3, t
 
     setup_torch(device, threads, flush_denormal)
     torch.manual_seed(0)
-    fn, params, inputs = _build(impl, L, device)
+    fn, params, inputs = _build(impl, L, device, lifting=lifting)
     leaves = params + inputs
 
     def release() -> None:
@@ -183,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fit-range", type=int, nargs=2, default=None, metavar=("LO", "HI"),
                    help=f"L range of the exponent fits (default: L >= {FIT_MIN_L})")
     p.add_argument("--no-flush-denormal", dest="flush_denormal", action="store_false")
+    p.add_argument("--lifting", choices=sorted(LIFTINGS), default="preset",
+                   help="FlashIPA's pair lifting: preset = model=flash's compact one (default), exact = the oracle")
     args = p.parse_args(argv)
 
     if args.device == "cuda":
@@ -194,10 +205,10 @@ def main(argv: list[str] | None = None) -> int:
     fit_range = tuple(args.fit_range) if args.fit_range else (FIT_MIN_L, None)
     meta = {"device": args.device, "threads": args.threads if args.device == "cpu" else "-",
             "repeats": args.repeats, "dtype": "float32", "batch": 1,
-            "dims": " ".join(f"{k}={v}" for k, v in PAPER_DIMS.items()), "flush_denormal": args.flush_denormal}
+            "dims": " ".join(f"{k}={v}" for k, v in PAPER_DIMS.items()), "flush_denormal": args.flush_denormal, "lifting": args.lifting}
     points = [Point({"impl": impl, "L": L, "mode": mode}, point,
                     {"impl": impl, "L": L, "mode": mode, "device": args.device, "repeats": args.repeats,
-                     "threads": args.threads, "flush_denormal": args.flush_denormal})
+                     "threads": args.threads, "flush_denormal": args.flush_denormal, "lifting": args.lifting})
               for L in sorted(args.lengths) for impl in args.impls for mode in args.modes]
     cap_mb = args.mem_cap_gb * 1024
 
