@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import re
 from pathlib import Path
-from typing import Any
 
 import lightning as L
 import numpy as np
@@ -23,20 +22,10 @@ from flowbb.data.clusters import compute_clusters
 from flowbb.data.dataset import ProteinChainDataset, collate
 from flowbb.data.filters import FilterConfig, filter_mask
 from flowbb.data.store import MOLECULES, DatasetError, ProcessedStore, is_complete
+from flowbb.plain import to_plain
 
 log = logging.getLogger(__name__)
 
-
-def _plain(value: Any) -> Any:
-    """OmegaConf containers -> plain dicts/lists (no-op for plain values)."""
-    try:
-        from omegaconf import DictConfig, ListConfig, OmegaConf
-
-        if isinstance(value, (DictConfig, ListConfig)):
-            return OmegaConf.to_container(value, resolve=True)
-    except ImportError:  # pragma: no cover - omegaconf is a dependency
-        pass
-    return value
 
 
 def split_by_cluster(clusters: np.ndarray, num_val_chains: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -96,14 +85,14 @@ class ProteinDataModule(L.LightningDataModule):
             raise DatasetError(f"data.molecule must be one of {list(MOLECULES)}, got {molecule!r}")
         self.molecule = molecule
         self.processed_dir = Path(processed_dir)
-        self.filter_cfg = FilterConfig.from_dict(_plain(filters))
+        self.filter_cfg = FilterConfig.from_dict(to_plain(filters))
         self.cluster_cfg = {
             "enabled": True,
             "file": None,
             "method": "exact",
             "k": 3,
             "min_similarity": 0.5,
-            **(_plain(clusters) or {}),
+            **(to_plain(clusters) or {}),
         }
         self.batcher_cfg = {
             "mode": "length",
@@ -111,18 +100,18 @@ class ProteinDataModule(L.LightningDataModule):
             "max_tokens": 16384,
             "max_batch_size": None,
             "max_squared_res": None,
-            **(_plain(batcher) or {}),
+            **(to_plain(batcher) or {}),
         }
-        self.dataset_cfg = {"center": True, "drop_unmodeled": True, **(_plain(dataset) or {})}
-        self.split_cfg = {"num_val_chains": 8, "seed": 0, "holdout": None, **(_plain(split) or {})}
+        self.dataset_cfg = {"center": True, "drop_unmodeled": True, **(to_plain(dataset) or {})}
+        self.split_cfg = {"num_val_chains": 8, "seed": 0, "holdout": None, **(to_plain(split) or {})}
         self.loader_cfg = {
             "num_workers": 0,
             "pin_memory": False,
             "persistent_workers": False,
-            **(_plain(loader) or {}),
+            **(to_plain(loader) or {}),
         }
         self.seed = int(seed)
-        self.demo_cfg = _plain(demo)
+        self.demo_cfg = to_plain(demo)
         self.train_dataset: ProteinChainDataset | None = None
         self.val_dataset: ProteinChainDataset | None = None
         self.test_dataset: ProteinChainDataset | None = None

@@ -26,6 +26,7 @@ from flowbb.errors import UserError
 from flowbb.eval.inverse_folding import has_native_sequence
 from flowbb.eval.metrics import backbone_metrics, self_consistency, summarize_designs
 from flowbb.eval.samples import Sample, discover_samples, read_sample, same_length_groups, sample_seed
+from flowbb.plain import to_plain
 
 log = logging.getLogger(__name__)
 
@@ -46,16 +47,6 @@ class EvaluationError(UserError, RuntimeError):
     """A user-facing evaluation error (bad folder, results from another configuration, ...)."""
 
 
-def _to_container(cfg: Any) -> Any:
-    try:
-        from omegaconf import DictConfig, ListConfig, OmegaConf
-
-        if isinstance(cfg, (DictConfig, ListConfig)):
-            return OmegaConf.to_container(cfg, resolve=True)
-    except ImportError:  # pragma: no cover - omegaconf is a dependency
-        pass
-    return cfg
-
 
 def _strip_runtime(d: Any) -> Any:
     if isinstance(d, dict):
@@ -65,7 +56,7 @@ def _strip_runtime(d: Any) -> Any:
 
 def fingerprint(cfg: Any) -> str:
     """Digest of the settings that determine the results (models, sampling, seed, thresholds, reference)."""
-    c = _to_container(cfg)
+    c = to_plain(cfg)
     payload = {
         "folding": _strip_runtime(c.get("folding")),
         "inverse_folding": _strip_runtime(c.get("inverse_folding")),
