@@ -39,10 +39,12 @@ COLUMNS: list[Column] = [("L", "L", "d"), ("batch", "batch", "d"), ("seconds", "
 
 
 def build_random_model(seed: int = 0):
-    """(model, flow config as a ``DictConfig``, source) of the foldflow_flash experiment with random-init weights."""
+    """(model, :class:`~flowbb.flow.config.FlowConfig`, source) of the foldflow_flash experiment with random-init
+    weights (the composed ``cfg.flow`` converted here, where it enters)."""
     import torch
     from hydra import compose, initialize_config_dir
 
+    from flowbb.flow.config import as_flow_config
     from flowbb.inference.checkpoint import build_model
 
     exp_file = REPO / "configs" / "experiment" / f"{EXPERIMENT}.yaml"
@@ -56,7 +58,7 @@ def build_random_model(seed: int = 0):
     with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
         cfg = compose(config_name="train", overrides=overrides)
     torch.manual_seed(seed)
-    return build_model(cfg.model), cfg.flow, source
+    return build_model(cfg.model), as_flow_config(cfg.flow), source
 
 
 def point(L: int, batch: int, num_steps: int = 100, device: str = "cpu", threads: int = 0, ckpt: str | None = None,

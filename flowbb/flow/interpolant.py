@@ -9,10 +9,10 @@ identity rotation and a zero translation and never influence valid ones.
 - Path: x_t = (1 - t) x_0 + t x_1; R_t = R_0 exp(t log(R_0^T R_1)) (geodesic).
 - Couplings: ``base`` (independent), ``ot`` (minibatch OT within groups of chains with equal numbers of valid
   residues: Kabsch-align every noise sample to every data chain on translations, cost = aligned squared
-  translation distance (in ``length_scale`` units) + ``ot_rot_weight`` * squared rotation geodesic, Hungarian
-  assignment; the chosen noise is permuted and rotated onto its data chain), ``sfm`` (stochastic paths:
-  Gaussian noise on x_t and IGSO(3) noise on R_t with sigma_t = sqrt(g^2 t (1 - t) + sigma_min^2), paired by
-  OT when ``sfm_ot``).
+  translation distance (in ``flow.losses.length_scale`` units) + ``flow.path.ot_rot_weight`` * squared rotation
+  geodesic, Hungarian assignment; the chosen noise is permuted and rotated onto its data chain), ``sfm``
+  (stochastic paths: Gaussian noise on x_t and IGSO(3) noise on R_t with sigma_t = sqrt(g^2 t (1 - t) +
+  sigma_min^2), paired by OT when ``flow.path.sfm_ot``).
 - Vector fields from clean predictions: v_trans = (x1_hat - x_t) / (1 - t) (Å per unit t),
   v_rot = log(R_t^T R1_hat) / (1 - t) (body-frame rotation vector per unit t).
 """
@@ -20,13 +20,12 @@ identity rotation and a zero translation and never influence valid ones.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
-from flowbb.flow.config import FlowConfig, as_flow_config
+from flowbb.flow.config import FlowConfig, PathConfig, flow_config_or_default
 from flowbb.geometry import so3
 from flowbb.geometry.align import kabsch
 
@@ -232,15 +231,17 @@ class Interpolant:
     """Prior, path, coupling and training corruption (model-agnostic; knows nothing of the network).
 
     Args:
-        cfg: :class:`~flowbb.flow.config.FlowConfig` or a mapping of its flat keys (``None``: defaults).
-        **overrides: individual keys replacing those of ``cfg`` (e.g. ``Interpolant(coupling="ot")``).
+        cfg: the flow config (``None``: defaults); reads ``cfg.path`` and, for the OT cost,
+            ``cfg.losses.length_scale``.
     """
 
-    def __init__(self, cfg: FlowConfig | Mapping[str, Any] | None = None, **overrides: Any) -> None:
-        base = as_flow_config(cfg)
-        if overrides:
-            base = as_flow_config({**base.__dict__, **overrides})
-        self.cfg: FlowConfig = base
+    def __init__(self, cfg: FlowConfig | None = None) -> None:
+        self.cfg: FlowConfig = flow_config_or_default(cfg, "Interpolant")
+
+    @property
+    def path(self) -> PathConfig:
+        """``cfg.path``: prior, coupling and path settings."""
+        return self.cfg.path
 
     # -- time ----------------------------------------------------------------------------------
 
@@ -255,13 +256,13 @@ class Interpolant:
         device = torch.device(device) if device is not None else torch.device("cpu")
         gd = _gen_device(generator, device)
         u = torch.rand(batch_size, generator=generator, dtype=dtype, device=gd).to(device)
-        return self.cfg.min_t + (1.0 - self.cfg.min_t) * u
+        return self.path.min_t + (1.0 - self.path.min_t) * u
 
     def draw_self_condition(self, generator: torch.Generator | None = None) -> bool:
         """Whether this training step uses self-conditioning (probability ``self_condition_prob``)."""
         device = generator.device if generator is not None else None
         u = torch.rand((), generator=generator, device=device).item()
-        return bool(u < self.cfg.self_condition_prob)
+        return bool(u < self.path.self_condition_prob)
 
     # -- prior ---------------------------------------------------------------------------------
 
@@ -281,7 +282,7 @@ class Interpolant:
         device = res_mask.device
         gd = _gen_device(generator, device)
         rots = so3.sample_uniform((b, l), generator=generator, dtype=dtype, device=gd).to(device)
-        trans = randn((b, l, 3), generator, dtype, device) * self.cfg.trans_scale
+        trans = randn((b, l, 3), generator, dtype, device) * self.path.trans_scale
         trans = centre(trans, res_mask)
         return mask_frames(rots, trans, res_mask)
 
@@ -305,12 +306,12 @@ class Interpolant:
 
     def sfm_sigma_trans(self, t: Tensor) -> Tensor:
         """Translation path noise std (Å): ``sqrt(g^2 t (1 - t) + sigma_min^2)``. ``t`` any shape."""
-        c = self.cfg
+        c = self.path
         return torch.sqrt(c.sfm_g_trans**2 * t * (1.0 - t) + c.sfm_sigma_min_trans**2)
 
     def sfm_sigma_rots(self, t: Tensor) -> Tensor:
         """Rotation path noise IGSO(3) sigma (rad): ``sqrt(g^2 t (1 - t) + sigma_min^2)``. ``t`` any shape."""
-        c = self.cfg
+        c = self.path
         return torch.sqrt(c.sfm_g_rots**2 * t * (1.0 - t) + c.sfm_sigma_min_rots**2)
 
     def add_path_noise(
@@ -345,9 +346,10 @@ class Interpolant:
     ) -> tuple[Tensor, Tensor]:
         """Apply the configured coupling to prior samples (``base``: unchanged; ``ot`` / ``sfm`` with
         ``sfm_ot``: :func:`ot_coupling`). Shapes as in :func:`ot_coupling`."""
-        c = self.cfg
+        c = self.path
         if c.coupling == "ot" or (c.coupling == "sfm" and c.sfm_ot):
-            return ot_coupling(rots_0, trans_0, rots_1, trans_1, res_mask, c.length_scale, c.ot_rot_weight)
+            return ot_coupling(rots_0, trans_0, rots_1, trans_1, res_mask, self.cfg.losses.length_scale,
+                               c.ot_rot_weight)
         return rots_0, trans_0
 
     def corrupt_frames(
@@ -384,7 +386,7 @@ class Interpolant:
         rots_0, trans_0 = self.sample_prior(res_mask, generator, dtype=dtype)
         rots_0, trans_0 = self.couple(rots_0, trans_0, rots_1, trans_1, res_mask)
         rots_t, trans_t = self.interpolate(rots_0, trans_0, rots_1, trans_1, t, res_mask)
-        if self.cfg.coupling == "sfm":
+        if self.path.coupling == "sfm":
             rots_t, trans_t = self.add_path_noise(rots_t, trans_t, t, res_mask, generator)
         return {"t": t, "rots_0": rots_0, "trans_0": trans_0, "rots_t": rots_t, "trans_t": trans_t}
 

@@ -1,7 +1,8 @@
 """Flow-matching losses on clean-frame predictions (masked, linear in L) and per-t-bin logging.
 
-All terms are computed per sample, then averaged over the batch. Lengths enter in ``length_scale`` units
-(0.1: nm, as FrameFlow/FoldFlow), and every error is divided by ``1 - min(t, loss_t_clip)`` before squaring:
+The settings are the flow config's ``losses`` group (:class:`~flowbb.flow.config.LossConfig`; its field names are
+used below). All terms are computed per sample, then averaged over the batch. Lengths enter in ``length_scale``
+units (0.1: nm, as FrameFlow/FoldFlow), and every error is divided by ``1 - min(t, t_clip)`` before squaring:
 
 - ``trans``: mean over valid residues and coordinates of ``((x1 - x1_hat) * s / n_t)^2``.
 - ``rot``: mean of ``((log(R_t^T R_1) - log(R_t^T R1_hat)) / n_t)^2``, the rotation vector-field error
@@ -15,13 +16,13 @@ All terms are computed per sample, then averaged over the batch. Lengths enter i
 - ``clash``: for each residue i and each of its ``pair_dist_k`` nearest neighbours j in the PREDICTED structure
   (kNN on the predicted frame origins, CA / C4') at sequence separation |i - j| >= the molecule type's
   ``clash_min_seq_sep``, ``relu(clash_distance - |x_i - x_j|)`` (in ``length_scale`` units, divided by
-  ``1 - min(t, loss_t_clip)``) squared, summed over the pairs and averaged over residues. The distances are the
+  ``1 - min(t, t_clip)``) squared, summed over the pairs and averaged over residues. The distances are the
   molecule's (:class:`~flowbb.molecules.base.Molecule`; protein 3.8 Å at |i - j| >= 3, RNA 3.5 Å at >= 2), at
   which real structures have almost no pair, so the term is about zero on them; it penalises the collapsed,
   clashing predictions that kNN on the truth (``pair_dist``) never sees. Only for t > ``aux_t_threshold``;
-  weight ``loss_clash_weight`` (0: logged, not in ``total``).
+  weight ``clash_weight`` (0: logged, not in ``total``).
 - the molecule type's further terms (:meth:`~flowbb.molecules.base.Molecule.extra_losses`; RNA: ``torsion``,
-  the L2 error of the torsions' (sin, cos), weight ``loss_torsion_weight``), only for t > ``aux_t_threshold``.
+  the L2 error of the torsions' (sin, cos), weight ``torsion_weight``), only for t > ``aux_t_threshold``.
 - ``total``: the weighted sum of the terms.
 
 The molecule type is the batch's (``batch["molecule"]`` codes, :func:`flowbb.molecules.molecule_of`; protein
@@ -36,11 +37,10 @@ without them). Inputs follow the FlowModel contract: ``batch`` holds ``rots_1 [B
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 import torch
 
-from flowbb.flow.config import FlowConfig, as_flow_config
+from flowbb.flow.config import FlowConfig, LossConfig, flow_config_or_default
 from flowbb.geometry import so3
 from flowbb.geometry.neighbors import knn
 from flowbb.molecules import molecule_of
@@ -79,14 +79,15 @@ def clash_losses(
     pred_trans: Tensor,
     res_mask: Tensor,
     residue_index: Tensor | None,
-    cfg: FlowConfig,
+    cfg: LossConfig,
     clash_distance: float,
     min_seq_sep: int,
 ) -> Tensor:
     """The ``clash`` term (module docstring) without its t factor: ``[B]`` mean over valid residues of
     ``sum_j (length_scale * relu(clash_distance - |x_i - x_j|))^2`` over the ``pair_dist_k`` nearest predicted
     neighbours j with |i - j| >= ``min_seq_sep`` (sequence positions from ``residue_index [B, L]`` when given,
-    else 0 .. L - 1). ``pred_trans [B, L, 3]`` and ``clash_distance`` in Å. Memory and time O(B L k).
+    else 0 .. L - 1). ``pred_trans [B, L, 3]`` and ``clash_distance`` in Å; ``cfg`` the flow config's ``losses``.
+    Memory and time O(B L k).
     """
     b, l = res_mask.shape
     with torch.no_grad():
@@ -106,18 +107,18 @@ def clash_losses(
 def per_sample_losses(
     batch: Mapping[str, Tensor],
     model_out: Mapping[str, Tensor],
-    cfg: FlowConfig | Mapping[str, Any] | None = None,
+    cfg: FlowConfig | None = None,
 ) -> dict[str, Tensor]:
     """Per-sample loss terms.
 
     Args:
         batch, model_out: see the module docstring.
-        cfg: flow config (``FlowConfig`` or mapping; ``None`` = defaults).
+        cfg: the flow config (its ``losses`` group is read; ``None`` = defaults).
     Returns:
         dict ``trans``, ``rot``, ``bb_atom``, ``pair_dist``, ``clash``, the molecule type's extra terms (RNA: ``torsion``)
         and ``total``, each ``[B]`` (unweighted terms, weighted total).
     """
-    c = as_flow_config(cfg)
+    c = flow_config_or_default(cfg, "flow_losses").losses
     molecule = molecule_of(batch)
     rots_1 = _require(batch, "rots_1", "batch")
     trans_1 = _require(batch, "trans_1", "batch")
@@ -138,7 +139,7 @@ def per_sample_losses(
     mask = res_mask.to(dtype)
     n_res = mask.sum(-1).clamp_min(1.0)
     t = t.to(dtype)
-    inv_norm = 1.0 / (1.0 - torch.clamp(t, max=c.loss_t_clip))  # [B]
+    inv_norm = 1.0 / (1.0 - torch.clamp(t, max=c.t_clip))  # [B]
     s = c.length_scale
 
     # Translation error on clean positions.
@@ -191,12 +192,12 @@ def per_sample_losses(
     extra = molecule.extra_losses((tors_1, tors_mask), pred_tors, res_mask)
     terms.update({name: value * aux_on for name, value in extra.items()})
     weights = {
-        "trans": c.loss_trans_weight,
-        "rot": c.loss_rot_weight,
-        "bb_atom": c.loss_bb_atom_weight,
-        "pair_dist": c.loss_pair_dist_weight,
-        "clash": c.loss_clash_weight,
-        "torsion": c.loss_torsion_weight,
+        "trans": c.trans_weight,
+        "rot": c.rot_weight,
+        "bb_atom": c.bb_atom_weight,
+        "pair_dist": c.pair_dist_weight,
+        "clash": c.clash_weight,
+        "torsion": c.torsion_weight,
     }
     terms["total"] = sum(weights[k] * terms[k] for k in (*LOSS_TERMS, *extra))
     return terms
@@ -205,7 +206,7 @@ def per_sample_losses(
 def flow_losses(
     batch: Mapping[str, Tensor],
     model_out: Mapping[str, Tensor],
-    cfg: FlowConfig | Mapping[str, Any] | None = None,
+    cfg: FlowConfig | None = None,
     return_per_sample: bool = False,
 ) -> dict[str, Tensor] | tuple[dict[str, Tensor], dict[str, Tensor]]:
     """Batch-mean losses (scalars ``trans``, ``rot``, ``bb_atom``, ``pair_dist``, ``clash``, the molecule type's extra terms,

@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from flowbb.flow.config import FlowConfig, as_flow_config
+from flowbb.flow.config import FlowConfig, flow_config_or_default
 from flowbb.flow.interpolant import Interpolant, centre, mask_frames, randn
 from flowbb.geometry import so3
 from flowbb.molecules import get_molecule
@@ -73,7 +73,7 @@ def _check_model_out(out: Mapping[str, Tensor], b: int, l: int) -> None:
 def sample(
     model_fn: ModelFn,
     res_mask: Tensor,
-    cfg: FlowConfig | Mapping[str, Any] | None = None,
+    cfg: FlowConfig | None = None,
     *,
     num_steps: int | None = None,
     rot_rate: float | None = None,
@@ -90,8 +90,8 @@ def sample(
     Args:
         model_fn: ``model_fn(batch) -> {pred_rots, pred_trans, <torsions>}`` (see module docstring).
         res_mask: ``[B, L]`` residue mask (see :func:`res_mask_from_lengths`).
-        cfg: flow config; supplies ``min_t``, ``trans_scale`` and the defaults ``sample_num_steps``,
-            ``sample_rot_rate``, ``sample_noise_scale``, ``sample_self_condition``.
+        cfg: the flow config (``None``: defaults); supplies ``path.min_t``, ``path.trans_scale`` and the sampler
+            defaults ``sampler.num_steps``, ``sampler.rot_rate``, ``sampler.noise_scale``, ``sampler.self_condition``.
         num_steps, rot_rate, noise_scale, self_condition: override the config's sampler keys.
         residue_index: ``[B, L]`` long (default ``0..L-1``).
         generator: ``torch.Generator`` for the prior and the stochastic term (any device; draws happen on its
@@ -114,11 +114,12 @@ def sample(
         ``[T, B, L, 8, 2]``), ``clean_traj_atoms`` (the model's clean prediction at each grid time).
     """
     mol = get_molecule(molecule) if isinstance(molecule, str) else molecule
-    c = as_flow_config(cfg)
-    num_steps = int(c.sample_num_steps if num_steps is None else num_steps)
-    rot_rate = float(c.sample_rot_rate if rot_rate is None else rot_rate)
-    noise_scale = float(c.sample_noise_scale if noise_scale is None else noise_scale)
-    self_condition = bool(c.sample_self_condition if self_condition is None else self_condition)
+    c = flow_config_or_default(cfg, "sample")
+    defaults = c.sampler
+    num_steps = int(defaults.num_steps if num_steps is None else num_steps)
+    rot_rate = float(defaults.rot_rate if rot_rate is None else rot_rate)
+    noise_scale = float(defaults.noise_scale if noise_scale is None else noise_scale)
+    self_condition = bool(defaults.self_condition if self_condition is None else self_condition)
     if num_steps < 1:
         raise ValueError(f"sample: num_steps must be >= 1, got {num_steps}")
     if noise_scale < 0:
@@ -145,7 +146,7 @@ def sample(
                 f"{tuple(prior[0].shape)} and {tuple(prior[1].shape)}"
             )
         rots, trans = mask_frames(prior[0].to(device, dtype), prior[1].to(device, dtype), mask)
-    ts = torch.linspace(c.min_t, 1.0, num_steps + 1, dtype=torch.float64)
+    ts = torch.linspace(c.path.min_t, 1.0, num_steps + 1, dtype=torch.float64)
     sc_trans = torch.zeros_like(trans)
 
     traj: dict[str, list[Tensor]] = {k: [] for k in ("rots", "trans", "crots", "ctrans", "cpsi")}
@@ -188,7 +189,7 @@ def sample(
         if noise_scale > 0:
             step_sigma = noise_scale * math.sqrt(dt)
             eps = centre(randn((b, l, 3), generator, dtype, device), mask)
-            trans = trans + step_sigma * c.trans_scale * eps
+            trans = trans + step_sigma * c.path.trans_scale * eps
             gd = generator.device if generator is not None else device
             rots = rots @ so3.sample_igso3(
                 step_sigma, (b, l), generator=generator, dtype=dtype, device=gd
@@ -230,7 +231,7 @@ def sample(
 def sample_lengths(
     model_fn: ModelFn,
     lengths: Sequence[int],
-    cfg: FlowConfig | Mapping[str, Any] | None = None,
+    cfg: FlowConfig | None = None,
     *,
     device: torch.device | str | None = None,
     **kwargs: Any,

@@ -74,7 +74,9 @@ class LoadedCheckpoint:
     Attributes:
         model: the FlowModel (eval mode, no gradients, on ``device``).
         cfg: the training config stored in the checkpoint (resolved, as a ``DictConfig``).
-        flow_cfg: ``cfg.flow`` as a :class:`~flowbb.flow.config.FlowConfig` (sampler defaults, prior scale).
+        flow_cfg: ``cfg.flow`` as a :class:`~flowbb.flow.config.FlowConfig` (sampler defaults, prior scale): the one
+            conversion of a stored config (checkpoints written before the nested config hold the old flat keys,
+            which :func:`~flowbb.flow.config.as_flow_config` maps to their places).
         path: the checkpoint file.
         device: where the model lives.
         weights: ``"ema"`` or ``"raw"`` (what was loaded into ``model``).

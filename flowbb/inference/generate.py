@@ -34,14 +34,13 @@ import dataclasses
 import re
 import shutil
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
-from flowbb.flow.config import FlowConfig, as_flow_config
+from flowbb.flow.config import FlowConfig
 from flowbb.flow.interpolant import Interpolant
 from flowbb.flow.sampler import ModelFn, res_mask_from_lengths, sample
 from flowbb.inference.checkpoint import load_checkpoint
@@ -60,7 +59,7 @@ _OWN_FILE = re.compile(r"^sample_\d+(_traj|_pred_traj)?\.pdb$")
 
 @dataclasses.dataclass
 class SamplingSettings:
-    """Sampler settings; ``None`` takes the checkpoint's flow config value (``sample_*`` keys).
+    """Sampler settings; ``None`` takes the checkpoint's flow config value (its ``sampler`` group).
 
     Attributes:
         num_steps: Euler steps from min_t to 1 (the model runs num_steps + 1 times).
@@ -79,13 +78,13 @@ class SamplingSettings:
     save_traj: bool = False
 
     def resolved(self, flow_cfg: FlowConfig) -> SamplingSettings:
-        """A copy with every ``None`` replaced by the flow config's sampler default, checked."""
+        """A copy with every ``None`` replaced by the flow config's sampler default (``flow_cfg.sampler``), checked."""
+        d = flow_cfg.sampler
         s = SamplingSettings(
-            num_steps=int(flow_cfg.sample_num_steps if self.num_steps is None else self.num_steps),
-            rot_rate=float(flow_cfg.sample_rot_rate if self.rot_rate is None else self.rot_rate),
-            noise_scale=float(flow_cfg.sample_noise_scale if self.noise_scale is None else self.noise_scale),
-            self_condition=bool(flow_cfg.sample_self_condition if self.self_condition is None
-                                else self.self_condition),
+            num_steps=int(d.num_steps if self.num_steps is None else self.num_steps),
+            rot_rate=float(d.rot_rate if self.rot_rate is None else self.rot_rate),
+            noise_scale=float(d.noise_scale if self.noise_scale is None else self.noise_scale),
+            self_condition=bool(d.self_condition if self.self_condition is None else self.self_condition),
             max_tokens=int(self.max_tokens), save_traj=bool(self.save_traj))
         if s.num_steps < 1:
             raise ValueError(f"num_steps must be >= 1, got {s.num_steps}")
@@ -207,7 +206,7 @@ def draw_priors(flow_cfg: FlowConfig, length: int, seeds: Sequence[int],
     return torch.cat(rots).to(device), torch.cat(trans).to(device)
 
 
-def sample_batch(model_fn: ModelFn, flow_cfg: FlowConfig | Mapping[str, Any], length: int, seeds: Sequence[int],
+def sample_batch(model_fn: ModelFn, flow_cfg: FlowConfig, length: int, seeds: Sequence[int],
                  settings: SamplingSettings, device: torch.device | str = "cpu",
                  molecule: Molecule | str = "protein") -> dict[str, Tensor]:
     """Sample ``len(seeds)`` backbones of ``length`` residues in one batch (per-sample priors, see module doc).
@@ -216,13 +215,12 @@ def sample_batch(model_fn: ModelFn, flow_cfg: FlowConfig | Mapping[str, Any], le
         the dict of :func:`flowbb.flow.sampler.sample` (``atoms [B, L, A, 3]`` of the molecule type etc.,
         trajectories with ``settings.save_traj``).
     """
-    fc = as_flow_config(flow_cfg)
-    s = settings.resolved(fc)
+    s = settings.resolved(flow_cfg)
     device = torch.device(device)
-    prior = draw_priors(fc, length, seeds, device)
+    prior = draw_priors(flow_cfg, length, seeds, device)
     noise_gen = torch.Generator().manual_seed(int(seeds[0]) ^ 0x5DEECE66D)
     mask = res_mask_from_lengths([length] * len(seeds), device=device)
-    return sample(model_fn, mask, fc, num_steps=s.num_steps, rot_rate=s.rot_rate, noise_scale=s.noise_scale,
+    return sample(model_fn, mask, flow_cfg, num_steps=s.num_steps, rot_rate=s.rot_rate, noise_scale=s.noise_scale,
                   self_condition=s.self_condition, generator=noise_gen, save_traj=s.save_traj, prior=prior,
                   molecule=molecule)
 
@@ -253,7 +251,7 @@ def _sync(device: torch.device) -> None:
 
 def generate(
     model_fn: ModelFn,
-    flow_cfg: FlowConfig | Mapping[str, Any],
+    flow_cfg: FlowConfig,
     lengths: Sequence[int] | int,
     samples_per_length: int,
     out_dir: str | Path,
@@ -291,8 +289,7 @@ def generate(
         one :class:`GeneratedSample` per sample, in the order of ``lengths`` then index; ``samples.csv`` holds the
         same rows (columns :data:`CSV_COLUMNS`; ``seconds`` is the batch time divided by the batch size).
     """
-    fc = as_flow_config(flow_cfg)
-    s = (settings or SamplingSettings()).resolved(fc)
+    s = (settings or SamplingSettings()).resolved(flow_cfg)
     mol = get_molecule(molecule) if isinstance(molecule, str) else molecule
     if int(seed) < 0:
         raise ValueError(f"seed must be >= 0, got {seed}")
@@ -310,7 +307,7 @@ def generate(
             seeds = [sample_seed(int(seed), n, i) for i in batch.indices]
             _sync(device)
             t0 = time.perf_counter()
-            res = sample_batch(model_fn, fc, n, seeds, s, device, molecule=mol)
+            res = sample_batch(model_fn, flow_cfg, n, seeds, s, device, molecule=mol)
             _sync(device)
             seconds = time.perf_counter() - t0
             atoms = res["atoms"].detach().float().cpu()

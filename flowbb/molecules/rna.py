@@ -3,7 +3,7 @@ the base N, O3', O5', P, OP1, OP2 from ideal nucleotide geometry (:mod:`flowbb.g
 
 Losses (as RNA-FrameFlow): the backbone-atom and pairwise-distance losses compare the frame atoms C4', O4', C3'
 (at their ideal frame-local positions, so they depend on the frames only), and a torsion loss, the mean squared
-difference of the (sin, cos) pairs over the torsions defined in the truth. The flow's ``aux_t_threshold`` gates all
+difference of the (sin, cos) pairs over the torsions defined in the truth. ``flow.losses.aux_t_threshold`` gates all
 three (0.25 in the RNA experiments).
 
 Batches made by :meth:`RNA.clean` hold ``torsions_1 [B, L, 8, 2]`` and ``torsion_mask [B, L, 8]``; the network

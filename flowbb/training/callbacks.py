@@ -85,8 +85,8 @@ class SampleValidation(Callback):
         every_n_steps: period in optimizer steps (0: only at the end).
         lengths: chain lengths to sample (a length listed twice is sampled once).
         samples_per_length: samples per length (all of one length in one batch).
-        num_steps: Euler steps of the sampler (None: the flow config's ``sample_num_steps``); the other sampler
-            settings are the flow config's (``sample_*``), as in ``scripts/sample.py``.
+        num_steps: Euler steps of the sampler (None: the flow config's ``flow.sampler.num_steps``); the other
+            sampler settings are the flow config's (``flow.sampler``), as in ``scripts/sample.py``.
         seed: the run seed of the sampler (per-sample seeds derive from it, as in ``scripts/sample.py``).
         out_dir: where the PDB files go (one ``step_<N>`` folder per validation).
         log_structures: also log the PDB files to W&B as molecules.

@@ -35,7 +35,7 @@ def heldout_losses(model: torch.nn.Module, flow_cfg: FlowConfig, batch: Mapping[
 
     Args:
         model: a FlowModel (eval mode).
-        flow_cfg: its flow config (losses and prior).
+        flow_cfg: its flow config (path and losses).
         batch: collated chains (``atoms [B, L, 4, 3]``, ``res_mask [B, L]``, ``residue_index [B, L]``).
         t_grid: times to corrupt at.
         seed: noise at ``t_grid[k]`` is drawn from a generator seeded ``seed + k``: every call with the same

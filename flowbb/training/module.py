@@ -99,7 +99,7 @@ class FlowModule(pl.LightningModule):
         self.cfg = cfg
         self.automatic_optimization = False
         self.model = build_model(cfg.model)
-        self.flow_cfg: FlowConfig = as_flow_config(cfg.flow)
+        self.flow_cfg: FlowConfig = as_flow_config(cfg.flow)  # the one conversion of the training config
         self.interpolant = Interpolant(self.flow_cfg)
         self.guard = NonFiniteGuard(int(cfg.guard.max_consecutive_skips))
         self._generator: torch.Generator | None = None
@@ -128,7 +128,7 @@ class FlowModule(pl.LightningModule):
         Args:
             batch: datamodule batch (``atoms``, ``res_mask``, ``residue_index``).
             self_condition: force self-conditioning on/off (default: drawn with probability
-                ``flow.self_condition_prob``).
+                ``flow.path.self_condition_prob``).
             generator: default :meth:`generator`.
             t: ``[B]`` times to corrupt at (default: drawn, see :meth:`Interpolant.sample_t`).
         Returns:
@@ -205,7 +205,7 @@ class FlowModule(pl.LightningModule):
         mask = batch["res_mask"].float()
         n_res = float(mask.sum())
         metrics = {f"train/loss_{k}": v.detach() for k, v in losses.items()}
-        bins = t_bin_losses(per_sample, noisy["t"], self.flow_cfg.loss_t_bins)
+        bins = t_bin_losses(per_sample, noisy["t"], self.flow_cfg.losses.t_bins)
         metrics.update({f"train_tbin/{k}": v for k, v in bins.items()})
         metrics.update({
             "train/grad_norm": grad_norm.detach().float(),

@@ -10,7 +10,7 @@ import pytest
 import torch
 from flow_testdata import make_batch
 
-from flowbb.flow.config import FlowConfig, as_flow_config
+from flowbb.flow.config import FlowConfig, PathConfig
 from flowbb.flow.interpolant import (
     Interpolant,
     _pairwise_aligned_cost,
@@ -20,6 +20,11 @@ from flowbb.flow.interpolant import (
     transport_cost,
 )
 from flowbb.geometry import so3
+
+
+def _interp(**path) -> Interpolant:
+    """An interpolant whose ``flow.path`` takes ``path`` (the other groups: defaults)."""
+    return Interpolant(FlowConfig(path=PathConfig(**path)))
 
 
 def _gen(seed: int) -> torch.Generator:
@@ -50,7 +55,7 @@ def _random_data(lengths: list[int], seed: int, dtype: torch.dtype = torch.float
 
 def test_prior_centred_masked_and_scaled():
     mask = _mask([200, 150, 37, 200])
-    interp = Interpolant(trans_scale=10.0)
+    interp = _interp(trans_scale=10.0)
     rots, trans = interp.sample_prior(mask, _gen(0), dtype=torch.float64)
     m = mask.bool()
     assert torch.all(trans[~m] == 0)
@@ -106,7 +111,7 @@ def test_corrupt_endpoints_give_prior_and_data():
 
 def test_corrupt_geodesic_consistency_and_padding():
     rots_1, trans_1, mask = _random_data([40, 25, 33], seed=2)
-    interp = Interpolant(min_t=0.05)
+    interp = _interp(min_t=0.05)
     batch = {"rots_1": rots_1, "trans_1": trans_1, "res_mask": mask, "extra": torch.ones(1)}
     out = interp.corrupt(batch, _gen(4))
     assert "extra" in out and out["rots_1"] is rots_1
@@ -128,7 +133,7 @@ def test_corrupt_geodesic_consistency_and_padding():
 
 
 def test_t_uniform_in_range():
-    t = Interpolant(min_t=0.2).sample_t(20000, _gen(0), dtype=torch.float64)
+    t = _interp(min_t=0.2).sample_t(20000, _gen(0), dtype=torch.float64)
     assert t.min() >= 0.2 and t.max() < 1.0
     assert abs(t.mean().item() - 0.6) < 0.01
     hist = torch.histc(t, bins=4, min=0.2, max=1.0) / t.numel()
@@ -170,7 +175,7 @@ def test_vector_fields_equal_finite_difference_velocity(t_value: float):
 def test_ot_is_optimal_over_all_permutations():
     """Within a same-length group, the returned pairing has the minimum aligned cost over all permutations."""
     rots_1, trans_1, mask = _random_data([24, 24, 24, 24, 24], seed=11)
-    interp = Interpolant(coupling="ot")
+    interp = _interp(coupling="ot")
     rots_0, trans_0 = interp.sample_prior(mask, _gen(12), dtype=torch.float64)
     cost, _ = _pairwise_aligned_cost(rots_0, trans_0, rots_1, trans_1, 0.1, 1.0)
     best = min(sum(cost[perm[j], j].item() for j in range(5)) for perm in itertools.permutations(range(5)))
@@ -190,7 +195,7 @@ def test_ot_output_is_rotated_permutation_of_prior():
     perm = torch.arange(23)
     perm[5:8], perm[20:23] = torch.arange(20, 23), torch.arange(5, 8)
     mask[1], rots_1[1], trans_1[1] = mask[1, perm], rots_1[1, perm], trans_1[1, perm]
-    interp = Interpolant(coupling="ot")
+    interp = _interp(coupling="ot")
     rots_0, trans_0 = interp.sample_prior(mask, _gen(22), dtype=torch.float64)
     r_c, x_c = interp.couple(rots_0, trans_0, rots_1, trans_1, mask)
     m = mask.bool()
@@ -219,7 +224,7 @@ def test_ot_lowers_batch_cost_on_real_chains(real_backbones):
         pytest.skip("needs 8 real chains of >= 81 residues (../shared/data/pdb/ddg; the bundled ones are shorter)")
     # Same-length group: 8 real chains cropped to 80 residues.
     batch = make_batch(real_backbones, [80] * len(real_backbones))
-    interp = Interpolant(coupling="ot")
+    interp = _interp(coupling="ot")
     r1, x1, mask = batch["rots_1"], batch["trans_1"], batch["res_mask"]
     r0, x0 = interp.sample_prior(mask, _gen(31), dtype=torch.float64)
     base = transport_cost(r0, x0, r1, x1, mask).sum()
@@ -242,8 +247,8 @@ def test_ot_lowers_batch_cost_on_real_chains(real_backbones):
 
 def test_corrupt_with_ot_uses_coupled_prior():
     rots_1, trans_1, mask = _random_data([30] * 6, seed=41)
-    base = Interpolant(coupling="base").corrupt_frames(rots_1, trans_1, mask, _gen(42))
-    ot = Interpolant(coupling="ot").corrupt_frames(rots_1, trans_1, mask, _gen(42))
+    base = _interp(coupling="base").corrupt_frames(rots_1, trans_1, mask, _gen(42))
+    ot = _interp(coupling="ot").corrupt_frames(rots_1, trans_1, mask, _gen(42))
     assert torch.equal(base["t"], ot["t"])
     c_base = transport_cost(base["rots_0"], base["trans_0"], rots_1, trans_1, mask).sum()
     c_ot = transport_cost(ot["rots_0"], ot["trans_0"], rots_1, trans_1, mask).sum()
@@ -254,7 +259,7 @@ def test_corrupt_with_ot_uses_coupled_prior():
 
 
 def test_sfm_sigma_formula():
-    interp = Interpolant(
+    interp = _interp(
         coupling="sfm", sfm_g_trans=3.0, sfm_sigma_min_trans=0.2, sfm_g_rots=0.5, sfm_sigma_min_rots=0.05
     )
     t = torch.tensor([0.0, 0.25, 0.5, 1.0], dtype=torch.float64)
@@ -267,7 +272,7 @@ def test_sfm_noise_has_configured_variance():
     and the rotation noise R_det^T R_t has rotation vectors with E|v|^2 = 3 sigma_t^2 (small-sigma IGSO3)."""
     n, b = 64, 64
     rots_1, trans_1, mask = _random_data([n] * b, seed=51)
-    interp = Interpolant(
+    interp = _interp(
         coupling="sfm",
         sfm_ot=False,
         sfm_g_trans=2.0,
@@ -291,7 +296,7 @@ def test_sfm_rotation_noise_angle_scale_large_sigma():
     """At larger sigma (IGSO3 series regime) the mean angle matches the IGSO3 angle density."""
     b, n = 40, 100
     mask = _mask([n] * b)
-    interp = Interpolant(coupling="sfm", sfm_g_rots=1.2, sfm_sigma_min_rots=0.0)
+    interp = _interp(coupling="sfm", sfm_g_rots=1.2, sfm_sigma_min_rots=0.0)
     t = torch.full((b,), 0.5, dtype=torch.float64)
     eye = torch.eye(3, dtype=torch.float64).expand(b, n, 3, 3)
     rots, _ = interp.add_path_noise(eye, torch.zeros(b, n, 3, dtype=torch.float64), t, mask, _gen(61))
@@ -306,7 +311,7 @@ def test_sfm_rotation_noise_angle_scale_large_sigma():
 def test_base_and_ot_paths_have_no_noise():
     rots_1, trans_1, mask = _random_data([12, 12], seed=71)
     for coupling in ("base", "ot"):
-        interp = Interpolant(coupling=coupling)
+        interp = _interp(coupling=coupling)
         out = interp.corrupt_frames(rots_1, trans_1, mask, _gen(72))
         r_det, x_det = interp.interpolate(out["rots_0"], out["trans_0"], rots_1, trans_1, out["t"], mask)
         assert torch.allclose(out["trans_t"], x_det) and torch.allclose(out["rots_t"], r_det)
@@ -316,19 +321,17 @@ def test_base_and_ot_paths_have_no_noise():
 
 
 def test_self_condition_draw_frequency():
-    interp = Interpolant(self_condition_prob=0.5)
+    interp = _interp(self_condition_prob=0.5)
     g = _gen(81)
     freq = np.mean([interp.draw_self_condition(g) for _ in range(2000)])
     assert abs(freq - 0.5) < 0.04
-    assert not any(Interpolant(self_condition_prob=0.0).draw_self_condition(g) for _ in range(50))
+    assert not any(_interp(self_condition_prob=0.0).draw_self_condition(g) for _ in range(50))
 
 
 def test_config_errors_name_the_key():
-    with pytest.raises(ValueError, match="coupling"):
-        Interpolant(coupling="diffusion")
-    with pytest.raises(ValueError, match="unknown key.*trans_sclae"):
-        as_flow_config({"trans_sclae": 10.0})
+    with pytest.raises(ValueError, match=r"flow\.path\.coupling"):
+        _interp(coupling="diffusion")
     with pytest.raises(KeyError, match="rots_1"):
         Interpolant().corrupt({"trans_1": torch.zeros(1, 3, 3), "res_mask": torch.ones(1, 3)})
-    cfg = as_flow_config({"_target_": "flowbb.flow.config.FlowConfig", "coupling": "ot"})
-    assert cfg == FlowConfig(coupling="ot")
+    with pytest.raises(TypeError, match="as_flow_config"):
+        Interpolant({"path": {"coupling": "ot"}})  # a mapping is converted where it enters, not here

@@ -8,7 +8,7 @@ import pytest
 import torch
 from flow_testdata import make_batch
 
-from flowbb.flow.config import FlowConfig
+from flowbb.flow.config import FlowConfig, LossConfig
 from flowbb.flow.interpolant import Interpolant
 from flowbb.flow.losses import LOSS_TERMS, flow_losses, per_sample_losses, t_bin_losses
 from flowbb.geometry import so3
@@ -59,13 +59,12 @@ def test_zero_at_truth_and_positive_otherwise(real_backbones):
     # Auxiliary terms only where t > aux_t_threshold.
     assert per["bb_atom"][0] == 0 and per["pair_dist"][0] == 0
     assert per["bb_atom"][1] > 0 and per["pair_dist"][2] > 0
-    cfg = FlowConfig()
+    cfg = FlowConfig().losses
     total = sum(
         w * per[k]
         for k, w in zip(
             LOSS_TERMS,
-            (cfg.loss_trans_weight, cfg.loss_rot_weight, cfg.loss_bb_atom_weight, cfg.loss_pair_dist_weight,
-             cfg.loss_clash_weight),
+            (cfg.trans_weight, cfg.rot_weight, cfg.bb_atom_weight, cfg.pair_dist_weight, cfg.clash_weight),
         )
     )
     assert torch.allclose(per["total"], total)
@@ -163,7 +162,7 @@ def test_pair_distance_term_matches_brute_force(real_backbones):
     k = 6
     batch = _batch(real_backbones[:1], [36], [0.9], seed=9)
     out = _perturbed(batch, seed=10)
-    cfg = FlowConfig(pair_dist_k=k)
+    cfg = FlowConfig(losses=LossConfig(pair_dist_k=k))
     per = per_sample_losses(batch, out, cfg)
     ca = batch["trans_1"][0]
     d = torch.cdist(ca, ca)
@@ -242,7 +241,7 @@ def test_clash_term_value_invariance_and_gradient(real_backbones):
     moved = ca.clone()
     moved[0, j] = ca[0, i] + 2.0 * direction
     out["pred_trans"] = moved.requires_grad_(True)
-    cfg = FlowConfig(loss_clash_weight=0.5)
+    cfg = FlowConfig(losses=LossConfig(clash_weight=0.5))
     per = per_sample_losses(batch, out, cfg)
     # Other residues may come near the moved one too: count every pair below 3.8 Å exactly.
     d = (moved[0, :, None] - moved[0, None, :]).norm(dim=-1).detach()
@@ -264,11 +263,11 @@ def test_clash_term_value_invariance_and_gradient(real_backbones):
     from flowbb.flow.losses import clash_losses
 
     mask = batch["res_mask"]
-    a = clash_losses(moved.detach(), mask, batch["residue_index"], cfg, 3.8, 3)
-    b = clash_losses(moved.detach() @ r.T + 7.0, mask, batch["residue_index"], cfg, 3.8, 3)
+    a = clash_losses(moved.detach(), mask, batch["residue_index"], cfg.losses, 3.8, 3)
+    b = clash_losses(moved.detach() @ r.T + 7.0, mask, batch["residue_index"], cfg.losses, 3.8, 3)
     assert torch.allclose(a, b, rtol=1e-10)
     chain = torch.zeros(1, 5, 3, dtype=torch.float64)
     chain[0, :, 0] = torch.arange(5) * 1.0  # 1 Å spacing: |i - j| <= 2 pairs are close, |i - j| >= 3 are 3-4 Å
-    value = clash_losses(chain, torch.ones(1, 5), None, FlowConfig(), 3.8, 3)
+    value = clash_losses(chain, torch.ones(1, 5), None, LossConfig(), 3.8, 3)
     pairs = [(0, 3), (1, 4)]  # 3 Å apart; (0, 4) at 4 Å does not clash
     assert value.item() == pytest.approx(2 * len(pairs) * (0.1 * 0.8) ** 2 / 5, rel=1e-7)

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from flowbb.flow.config import FlowConfig
+from flowbb.flow.config import FlowConfig, PathConfig, SamplerConfig
 from flowbb.flow.sampler import make_generator, res_mask_from_lengths, sample, sample_lengths
 from flowbb.geometry import so3
 from flowbb.geometry.backbone import backbone_from_frames
@@ -46,7 +46,7 @@ def test_converges_to_fixed_target_and_trajectory_lengths():
     mask = res_mask_from_lengths([12, 9], dtype=torch.float64)
     rots, trans, psi = _target(2, 12)
     model = FixedTarget(rots, trans, psi)
-    cfg = FlowConfig(min_t=0.01)
+    cfg = FlowConfig(path=PathConfig(min_t=0.01))
     out = sample(model, mask, cfg, num_steps=50, rot_rate=10.0, generator=make_generator(0), save_traj=True)
     m = mask.bool()
     assert len(model.calls) == 51
@@ -157,7 +157,7 @@ def test_stochastic_term_scale():
     compose to rotation vectors with E|v|^2 ~ 3 noise_scale^2 (1 - min_t)."""
     b, n = 64, 50
     mask = res_mask_from_lengths([n] * b, dtype=torch.float64)
-    cfg = FlowConfig(min_t=0.1, trans_scale=10.0)
+    cfg = FlowConfig(path=PathConfig(min_t=0.1, trans_scale=10.0))
     out = sample(
         _identity_model, mask, cfg, num_steps=10, noise_scale=0.1, generator=make_generator(4), save_traj=True
     )
@@ -170,7 +170,7 @@ def test_stochastic_term_scale():
 
 def test_sample_lengths_padding_and_errors():
     rots, trans, psi = _target(3, 7, dtype=torch.float32)
-    out = sample_lengths(FixedTarget(rots, trans, psi), [7, 3, 5], FlowConfig(sample_num_steps=4))
+    out = sample_lengths(FixedTarget(rots, trans, psi), [7, 3, 5], FlowConfig(sampler=SamplerConfig(num_steps=4)))
     assert out["atoms"].shape == (3, 7, 4, 3)
     assert torch.all(out["atoms"][1, 3:] == 0) and torch.all(out["atoms"][2, 5:] == 0)
     assert torch.all(out["res_mask"].sum(1) == torch.tensor([7.0, 3.0, 5.0]))
@@ -189,7 +189,8 @@ def test_sample_lengths_padding_and_errors():
 def test_config_defaults_drive_the_sampler():
     mask = res_mask_from_lengths([6])
     model = FixedTarget(*_target(1, 6, dtype=torch.float32))
-    sample(model, mask, {"sample_num_steps": 7, "min_t": 0.2}, generator=make_generator(0))
+    cfg = FlowConfig(path=PathConfig(min_t=0.2), sampler=SamplerConfig(num_steps=7))
+    sample(model, mask, cfg, generator=make_generator(0))
     assert len(model.calls) == 8
     assert model.calls[0]["t"][0].item() == pytest.approx(0.2)
 

@@ -11,7 +11,7 @@ import torch
 from omegaconf import OmegaConf
 
 from flowbb.data.nucleic import read_rna_chains
-from flowbb.flow.config import FlowConfig
+from flowbb.flow.config import FlowConfig, LossConfig
 from flowbb.flow.interpolant import Interpolant
 from flowbb.flow.losses import LOSS_TERMS, flow_losses
 from flowbb.geometry import rna, so3
@@ -19,7 +19,7 @@ from flowbb.model.flow_model import FlowModel
 from flowbb.molecules import MOLECULE_NAMES, get_molecule
 
 FILES = ["grnade__RCSB__B.pdb.gz", "rna3dbench__6JQ5_clean_fixed__A.pdb.gz", "medium__1XJR__A.pdb.gz"]
-CFG = FlowConfig(aux_t_threshold=0.25)
+CFG = FlowConfig(losses=LossConfig(aux_t_threshold=0.25))
 TERMS = (*LOSS_TERMS, "torsion", "total")
 REPO = Path(__file__).resolve().parents[2]
 

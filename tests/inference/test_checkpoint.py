@@ -33,7 +33,7 @@ def test_load_checkpoint_ema_raw_and_config(tiny_checkpoint: Path, loaded: Loade
     assert not loaded.model.training
     assert all(not p.requires_grad for p in loaded.model.parameters())
     assert loaded.cfg.model == ckpt["hyper_parameters"]["cfg"]["model"]
-    assert loaded.flow_cfg.trans_scale == ckpt["hyper_parameters"]["cfg"]["flow"]["trans_scale"]
+    assert loaded.flow_cfg.path.trans_scale == ckpt["hyper_parameters"]["cfg"]["flow"]["path"]["trans_scale"]
     ema_state = loaded.model.state_dict()
     for k, v in ckpt["ema_state_dict"].items():
         assert torch.equal(ema_state[k], v), k
@@ -92,3 +92,31 @@ def test_training_uses_the_one_checkpoint_format(tiny_checkpoint: Path, loaded: 
     assert ck.MODEL_PREFIX == "model." and type(reference) is type(loaded.model)
     ref_state, own_state = reference.state_dict(), ck.build_model(loaded.cfg.model).state_dict()
     assert {k: tuple(v.shape) for k, v in ref_state.items()} == {k: tuple(v.shape) for k, v in own_state.items()}
+
+
+def test_checkpoint_with_flat_flow_config_loads_and_samples(tiny_checkpoint: Path, loaded: LoadedCheckpoint,
+                                                            tmp_path: Path):
+    """A checkpoint written before the nested flow config stores the 24 flat keys (and ``_target_``): it loads to the
+    same FlowConfig and samples the same backbones as the nested one."""
+    from flowbb.flow.config import LEGACY_KEYS
+    from flowbb.inference.generate import SamplingSettings, generate
+
+    ckpt = torch.load(tiny_checkpoint, map_location="cpu", weights_only=True)
+    cfg = dict(ckpt["hyper_parameters"]["cfg"])
+    nested = cfg["flow"]
+    flat = {old: nested[group][field] for old, (group, field) in LEGACY_KEYS.items()}
+    cfg["flow"] = {"_target_": "flowbb.flow.config.FlowConfig", **flat}
+    old_path = tmp_path / "flat_flow.ckpt"
+    torch.save(dict(ckpt, hyper_parameters={"cfg": cfg}), old_path)
+    old = load_checkpoint(old_path, device="cpu")
+    assert old.flow_cfg == loaded.flow_cfg and "path" not in old.cfg.flow
+    settings = SamplingSettings(num_steps=3)
+    a = generate(loaded.model_fn, loaded.flow_cfg, [9], 2, tmp_path / "new", seed=5, settings=settings)
+    b = generate(old.model_fn, old.flow_cfg, [9], 2, tmp_path / "old", seed=5, settings=settings)
+    for x, y in zip(a, b, strict=True):
+        assert (x.path.read_bytes(), x.seed) == (y.path.read_bytes(), y.seed)
+    cfg["flow"] = dict(flat, loss_clash_wieght=1.0)  # an unknown key: one error naming it
+    bad_path = tmp_path / "bad_flow.ckpt"
+    torch.save(dict(ckpt, hyper_parameters={"cfg": cfg}), bad_path)
+    with pytest.raises(FlowbbCheckpointError, match="loss_clash_wieght"):
+        load_checkpoint(bad_path, device="cpu")

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from flowbb.data.structure_io.read import read_chains
-from flowbb.flow.config import as_flow_config
+from flowbb.flow.config import FlowConfig
 from flowbb.training.heldout import LOSS_TERMS, T_GRID, heldout_losses
 from flowbb.training.module import clean_frames
 
@@ -45,7 +45,7 @@ class Oracle(torch.nn.Module):
 
 def test_heldout_losses_oracle_identity_and_determinism(ddg_files: list[Path]) -> None:
     batch = _batch(ddg_files)
-    flow_cfg = as_flow_config(None)
+    flow_cfg = FlowConfig()
     exact = heldout_losses(Oracle(batch, True), flow_cfg, batch)
     assert exact["t"] == list(T_GRID) and set(LOSS_TERMS) <= set(exact)
     assert max(exact["trans"]) < 1e-8 and max(exact["rot"]) < 1e-4

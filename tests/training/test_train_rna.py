@@ -22,7 +22,7 @@ RNA_SMALL = ["experiment=rna_cpu_small", "logger=csv", "trainer.log_every_n_step
 def test_rna_cpu_small_trains_and_checkpoints(rna_processed: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     cfg = compose_train_config(run, [*RNA_SMALL, f"data.processed_dir={rna_processed}", "trainer.max_steps=3"])
-    assert cfg.model.num_torsions == 8 and cfg.flow.aux_t_threshold == 0.25 and cfg.data.molecule == "rna"
+    assert cfg.model.num_torsions == 8 and cfg.flow.losses.aux_t_threshold == 0.25 and cfg.data.molecule == "rna"
     result = train(cfg)
     assert result["global_step"] == 3 and result["skipped_steps"] == 0
     with open(run / "metrics.csv") as f:
