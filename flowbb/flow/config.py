@@ -27,6 +27,8 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
+from flowbb.plain import to_plain
+
 COUPLINGS = ("base", "ot", "sfm")
 
 
@@ -208,19 +210,16 @@ LEGACY_KEYS: dict[str, tuple[str, str]] = {
 LEGACY_TARGET = "_target_"  # the flat checkpoints also stored ``_target_: flowbb.flow.config.FlowConfig``
 
 
-def _plain(cfg: Any, where: str) -> dict[str, Any]:
-    """A mapping (dict, OmegaConf ``DictConfig``) as a ``dict`` with string keys; ``TypeError`` otherwise."""
-    if isinstance(cfg, Mapping):
-        return {str(k): v for k, v in cfg.items()}
-    try:  # other attribute containers that iterate as mappings
-        return {str(k): v for k, v in dict(cfg).items()}
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"flow config: {where} must be a mapping, got {type(cfg).__name__}") from exc
+def _mapping(cfg: Any, where: str) -> dict[str, Any]:
+    """A mapping as a ``dict`` with string keys; ``TypeError`` naming ``where`` otherwise."""
+    if not isinstance(cfg, Mapping):
+        raise TypeError(f"flow config: {where} must be a mapping, got {type(cfg).__name__}")
+    return {str(k): v for k, v in cfg.items()}
 
 
 def _group(name: str, values: Any) -> Any:
     cls = GROUPS[name]
-    values = _plain(values, f"flow.{name}")
+    values = _mapping(values, f"flow.{name}")
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - known)
     if unknown:
@@ -255,7 +254,7 @@ def as_flow_config(cfg: FlowConfig | Mapping[str, Any] | None = None) -> FlowCon
         return FlowConfig()
     if isinstance(cfg, FlowConfig):
         return cfg
-    values = _plain(cfg, "flow")
+    values = _mapping(to_plain(cfg), "flow")  # DictConfig -> dict, interpolations resolved
     flat = sorted(k for k in values if k in LEGACY_KEYS or k == LEGACY_TARGET)
     nested = sorted(k for k in values if k in GROUPS)
     unknown = sorted(set(values) - set(flat) - set(nested))
