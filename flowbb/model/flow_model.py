@@ -68,9 +68,9 @@ class FlowModelConfig:
     c_skip: sequence transformer. trans_scale: Å -> network units. attention_backend: auto | sdpa | flash_attn | math (math: allow
     PyTorch's quadratic math kernel; the others run fused kernels only and raise where none applies).
     update_scale: ``one_minus_t`` (each block's frame update scaled by ``1 - t``, see the module docstring) or
-    ``none`` (the update as the network outputs it, FrameFlow/FoldFlow). The presets in ``configs/model`` set
-    ``one_minus_t``; the default ``none`` keeps the meaning of configs without the key (checkpoints written
-    before it existed). seq_offset_freqs (flash only): frequencies of FlashIPA's exact sequence-offset logit bias
+    ``none`` (the update as the network outputs it, FrameFlow/FoldFlow). The default is the presets' value
+    (``configs/model/*.yaml`` still spell it, so that it is stored in every checkpoint and ``model.update_scale=none``
+    overrides it). seq_offset_freqs (flash only): frequencies of FlashIPA's exact sequence-offset logit bias
     (trigonometric polynomial of ``j - i`` per head; 0: none). seq_neighbors (flash only): distograms to the
     sequence neighbours ``i +- 1..n`` in the pair factors, beside the spatial kNN (0: none). Both default to 0,
     the meaning of configs written before they existed. attn_pair_channels (flash only): pair-factor channels per
@@ -104,7 +104,7 @@ class FlowModelConfig:
     c_skip: int = 64
     trans_scale: float = 0.1
     attention_backend: str = "auto"
-    update_scale: str = "none"
+    update_scale: str = "one_minus_t"
     seq_offset_freqs: int = 0
     seq_neighbors: int = 0
     attn_pair_channels: int | None = None

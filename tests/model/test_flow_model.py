@@ -191,7 +191,9 @@ def test_update_scale_one_minus_t_scales_each_update_and_is_identity_at_t1(chain
     torch.testing.assert_close(o_s["pred_psi"], o_p["pred_psi"])
 
 
-def test_update_scale_rejects_unknown_value():
+def test_update_scale_default_is_the_presets_value_and_rejects_unknown_value():
+    presets = {OmegaConf.load(p).get("update_scale") for p in CONFIGS.glob("*.yaml")}
+    assert presets == {FlowModelConfig().update_scale} == {"one_minus_t"}
     with pytest.raises(ValueError, match="update_scale"):
         FlowModelConfig(update_scale="sqrt")
 
