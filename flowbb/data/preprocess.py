@@ -47,6 +47,7 @@ from flowbb.data import preprocess_checks as checks
 from flowbb.data.chain_records import protein_records, rna_records
 from flowbb.data.nucleic import NO_RNA, read_rna_chains
 from flowbb.data.preprocess_checks import PreprocessError
+from flowbb.data.secondary_structure import DEPRECATED_DSSP_METHODS
 from flowbb.data.shards import IGNORED, concat_arrays, consolidate, read_shard_meta, shard_path, write_shard
 from flowbb.data.structure_io.files import NO_PROTEIN, StructureReadError, is_structure_file
 from flowbb.data.structure_io.read import read_chains
@@ -75,12 +76,14 @@ class PreprocessParams:
     """Parameters that change the processed records (part of each shard's fingerprint)."""
 
     min_length: int = 40
-    dssp_method: str = "flowbb"
+    dssp_method: str = "kabsch_sander"
 
     def key(self) -> str:
-        return hashlib.sha1(
-            json.dumps({**asdict(self), "v": SHARD_VERSION}, sort_keys=True).encode()
-        ).hexdigest()[:16]
+        """The parameters' hash in shard fingerprints. A DSSP method is hashed under its former name where it has
+        one (``kabsch_sander`` was ``flowbb``), so the shards of folders processed before the rename stay current."""
+        former = {new: old for old, new in DEPRECATED_DSSP_METHODS.items()}
+        values = {**asdict(self), "dssp_method": former.get(self.dssp_method, self.dssp_method)}
+        return hashlib.sha1(json.dumps({**values, "v": SHARD_VERSION}, sort_keys=True).encode()).hexdigest()[:16]
 
 
 # ---------------------------------------------------------------- walking
@@ -212,7 +215,7 @@ def preprocess(
     out_dir: str | Path,
     num_workers: int = 2,
     min_length: int = 40,
-    dssp_method: str = "flowbb",
+    dssp_method: str = "kabsch_sander",
     progress: bool = True,
     chunksize: int = 2,
     overwrite: bool = False,
@@ -225,7 +228,8 @@ def preprocess(
         num_workers: worker processes (0 or 1: in this process).
         min_length: minimal number of modeled residues (N, CA, C present; RNA: C4', O4', C3') for a chain to
             become a record.
-        dssp_method: "flowbb" or "pydssp" (see :func:`flowbb.data.secondary_structure.assign_dssp`).
+        dssp_method: "kabsch_sander" or "pydssp" (see :func:`flowbb.data.secondary_structure.assign_dssp`;
+            "flowbb", the former name of "kabsch_sander", warns).
         progress: show a progress bar.
         chunksize: files per task sent to a worker.
         overwrite: allow an ``out_dir`` made from another ``raw_dir`` (its dataset is replaced; shards of files

@@ -14,10 +14,10 @@ import os
 from pathlib import Path
 from typing import Any
 
+from flowbb.data.secondary_structure import dssp_method as check_dssp_method
 from flowbb.errors import UserError
 
 SOURCE_FILE = "source.json"
-DSSP_METHODS = ("flowbb", "pydssp")
 STRUCTURE_SUFFIXES = ".pdb, .ent, .cif, .mmcif, .bcif (optionally .gz or .bz2)"
 
 
@@ -40,7 +40,9 @@ def whole_number(name: str, value: Any, minimum: int) -> int:
 
 
 def check_options(num_workers: Any, min_length: Any, dssp_method: Any, chunksize: Any) -> tuple[int, int, str, int]:
-    """Validated ``(num_workers, min_length, dssp_method, chunksize)``.
+    """Validated ``(num_workers, min_length, dssp_method, chunksize)``; the former DSSP method name ``flowbb``
+    becomes ``kabsch_sander`` with a ``FutureWarning``
+    (:func:`flowbb.data.secondary_structure.dssp_method`).
 
     Raises:
         PreprocessError: a value of the wrong type or out of range.
@@ -48,9 +50,11 @@ def check_options(num_workers: Any, min_length: Any, dssp_method: Any, chunksize
     workers = whole_number("num_workers", num_workers, 0)
     length = whole_number("min_length", min_length, 1)
     chunk = whole_number("chunksize", chunksize, 1)
-    if dssp_method not in DSSP_METHODS:
-        raise PreprocessError(f"dssp_method={dssp_method}: expected one of {', '.join(DSSP_METHODS)}")
-    return workers, length, str(dssp_method), chunk
+    try:
+        method = check_dssp_method(str(dssp_method))
+    except ValueError as exc:
+        raise PreprocessError(str(exc)) from None
+    return workers, length, method, chunk
 
 
 def check_paths(raw_dir: Path, out_dir: Path) -> None:

@@ -9,13 +9,20 @@ alpha helices over 3-10 and pi helices, parallel and antiparallel bridges, ladde
 States are reduced to three: H (H, G, I), E (E, B), '-' (everything else). Only residue pairs within 9 A
 are scored, so time and memory grow linearly with chain length (no L x L matrices).
 
-``method="pydssp"`` uses the pip package ``pydssp`` (dense L x L, continuous H-bond map) instead; it is kept
-for comparison (its agreement with mkdssp is lower, see the README's "Data" section).
+This is ``method="kabsch_sander"`` (the default). ``method="pydssp"`` uses the pip package ``pydssp`` (dense
+L x L, continuous H-bond map) instead; it is kept for comparison (its agreement with mkdssp is lower, see the
+README's "Data" section). The former name of ``kabsch_sander``, ``flowbb``, is still accepted with a
+``FutureWarning`` (:func:`dssp_method`).
 """
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
+
+DSSP_METHODS = ("kabsch_sander", "pydssp")
+DEPRECATED_DSSP_METHODS = {"flowbb": "kabsch_sander"}  # former name -> name
 
 _COUPLING = -27.888  # -0.084 * 332 kcal/mol
 _MIN_ENERGY = -9.9
@@ -59,7 +66,7 @@ def _hbond_keys(
     return np.unique(donor[bond] * length + acceptor[bond])
 
 
-def _dssp_flowbb(atoms: np.ndarray, valid: np.ndarray, is_proline: np.ndarray) -> str:
+def _dssp_kabsch_sander(atoms: np.ndarray, valid: np.ndarray, is_proline: np.ndarray) -> str:
     full_length = len(atoms)
     idx = np.nonzero(valid)[0]
     out = np.full(full_length, "-", dtype="<U1")
@@ -202,7 +209,24 @@ def _dssp_pydssp(atoms: np.ndarray, valid: np.ndarray) -> str:
     return "".join(out)
 
 
-def assign_dssp(atoms, mask=None, sequence: str | None = None, method: str = "flowbb") -> str:
+def dssp_method(method: str) -> str:
+    """The DSSP method named ``method``: one of :data:`DSSP_METHODS`, or a former name (``flowbb``), which is
+    mapped to its new name with a ``FutureWarning`` (a deprecation shown to users).
+
+    Raises:
+        ValueError: an unknown method, naming the known ones.
+    """
+    if method in DEPRECATED_DSSP_METHODS:
+        new = DEPRECATED_DSSP_METHODS[method]
+        warnings.warn(f"dssp_method={method} is deprecated: it is now called dssp_method={new} (the same method)",
+                      FutureWarning, stacklevel=3)
+        return new
+    if method not in DSSP_METHODS:
+        raise ValueError(f"dssp_method={method}: expected one of {', '.join(DSSP_METHODS)}")
+    return method
+
+
+def assign_dssp(atoms, mask=None, sequence: str | None = None, method: str = "kabsch_sander") -> str:
     """Three-state DSSP string for one chain.
 
     Args:
@@ -210,7 +234,8 @@ def assign_dssp(atoms, mask=None, sequence: str | None = None, method: str = "fl
         mask: [L] residues to use or [L, 4] atom mask; residues lacking any of N, CA, C, O are '-' and
             break the chain for H-bond donors (None: all residues).
         sequence: one-letter sequence of length L; prolines are not H-bond donors (as in DSSP).
-        method: "flowbb" (this module's DSSP) or "pydssp".
+        method: "kabsch_sander" (this module's DSSP, the Kabsch & Sander rules as mkdssp applies them) or "pydssp"
+            (see :func:`dssp_method`; "flowbb", the former name of "kabsch_sander", warns).
     Returns:
         str of length L over {'H', 'E', '-'}.
     """
@@ -235,11 +260,10 @@ def assign_dssp(atoms, mask=None, sequence: str | None = None, method: str = "fl
     is_proline = (
         np.array([s == "P" for s in sequence], dtype=bool) if sequence else np.zeros(length, dtype=bool)
     )
-    if method == "flowbb":
-        return _dssp_flowbb(atoms, valid, is_proline)
-    if method == "pydssp":
-        return _dssp_pydssp(atoms, valid)
-    raise ValueError(f"unknown DSSP method {method!r} (flowbb | pydssp)")
+    method = dssp_method(method)
+    if method == "kabsch_sander":
+        return _dssp_kabsch_sander(atoms, valid, is_proline)
+    return _dssp_pydssp(atoms, valid)
 
 
 def ss_fractions(ss: str, mask=None) -> dict[str, float]:

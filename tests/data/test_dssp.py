@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import shutil
 import subprocess
 
@@ -9,7 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from flowbb.data.secondary_structure import assign_dssp, ss_fractions
+from flowbb.data.preprocess import SHARD_VERSION, PreprocessParams
+from flowbb.data.preprocess_checks import check_options
+from flowbb.data.secondary_structure import DSSP_METHODS, assign_dssp, ss_fractions
 from flowbb.data.structure_io.read import read_chains
 from flowbb.data.structure_io.write import write_backbone_pdb
 
@@ -85,3 +89,22 @@ def test_beta_protein_and_fraction_edge_cases(db55_files):
     }
     with pytest.raises(ValueError):
         assign_dssp(np.zeros((5, 3, 3)))
+
+
+def test_method_names_and_the_former_name(core_ddg_files):
+    """The method is named for what it is (``kabsch_sander``, the default); its former name ``flowbb`` still works
+    with a FutureWarning naming the new one; an unknown name is one ValueError listing the known ones. Processed
+    folders made under the former name keep their shard fingerprints."""
+    chain = next(read_chains(f).chains[0] for f in core_ddg_files if f.name == "107L.pdb")
+    ss = assign_dssp(chain.atoms, chain.atom_mask, chain.sequence)
+    assert DSSP_METHODS == ("kabsch_sander", "pydssp")
+    assert assign_dssp(chain.atoms, chain.atom_mask, chain.sequence, method="kabsch_sander") == ss
+    with pytest.warns(FutureWarning, match="dssp_method=flowbb is deprecated.*dssp_method=kabsch_sander"):
+        assert assign_dssp(chain.atoms, chain.atom_mask, chain.sequence, method="flowbb") == ss
+    with pytest.warns(FutureWarning, match="kabsch_sander"):
+        assert check_options(1, 40, "flowbb", 2) == (1, 40, "kabsch_sander", 2)
+    with pytest.raises(ValueError, match="dssp_method=mkdssp: expected one of kabsch_sander, pydssp"):
+        assign_dssp(chain.atoms, method="mkdssp")
+    former = json.dumps({"dssp_method": "flowbb", "min_length": 40, "v": SHARD_VERSION}, sort_keys=True)
+    assert PreprocessParams().key() == hashlib.sha1(former.encode()).hexdigest()[:16]
+    assert PreprocessParams(dssp_method="pydssp").key() != PreprocessParams().key()
