@@ -28,6 +28,7 @@ from scipy.optimize import linear_sum_assignment
 from flowbb.flow.config import FlowConfig, PathConfig, flow_config_or_default
 from flowbb.geometry import so3
 from flowbb.geometry.align import kabsch
+from flowbb.geometry.rigid import mask_frames
 
 Tensor = torch.Tensor
 
@@ -71,21 +72,6 @@ def centre(x: Tensor, res_mask: Tensor) -> Tensor:
     m = _float_mask(res_mask, x.dtype)[..., None]
     n = m.sum(-2, keepdim=True).clamp_min(1.0)
     return (x - (x * m).sum(-2, keepdim=True) / n) * m
-
-
-def mask_frames(rots: Tensor, trans: Tensor, res_mask: Tensor) -> tuple[Tensor, Tensor]:
-    """Identity rotation and zero translation at padded positions.
-
-    Args:
-        rots: ``[B, L, 3, 3]``; trans: ``[B, L, 3]``; res_mask: ``[B, L]``.
-    Returns:
-        (rots, trans) of the same shapes.
-    """
-    m = res_mask.bool()
-    eye = torch.eye(3, dtype=rots.dtype, device=rots.device)
-    rots = torch.where(m[..., None, None], rots, eye)
-    trans = trans * m[..., None].to(trans.dtype)
-    return rots, trans
 
 
 def trans_vector_field(trans_t: Tensor, trans_1: Tensor, t: Tensor) -> Tensor:

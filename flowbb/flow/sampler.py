@@ -30,8 +30,9 @@ from typing import Any
 import torch
 
 from flowbb.flow.config import FlowConfig, flow_config_or_default
-from flowbb.flow.interpolant import Interpolant, centre, mask_frames, randn
+from flowbb.flow.interpolant import Interpolant, centre, randn
 from flowbb.geometry import so3
+from flowbb.geometry.rigid import mask_frames
 from flowbb.molecules import get_molecule
 from flowbb.molecules.base import Molecule
 

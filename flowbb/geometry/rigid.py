@@ -69,3 +69,18 @@ def identity(
     """Identity frames: rots ``[*shape, 3, 3]``, trans ``[*shape, 3]``."""
     rots = torch.eye(3, dtype=dtype, device=device).expand(*shape, 3, 3).clone()
     return rots, torch.zeros(*shape, 3, dtype=dtype, device=device)
+
+
+def mask_frames(rots: Tensor, trans: Tensor, res_mask: Tensor) -> tuple[Tensor, Tensor]:
+    """Identity frames at padded positions: the one place where padding is reset (clean frames of a batch, the
+    prior, the path, the network's input and output, every sampler step).
+
+    Args:
+        rots: ``[..., L, 3, 3]``; trans: ``[..., L, 3]``; res_mask: ``[..., L]`` (0/1, float or bool).
+    Returns:
+        (rots, trans) of the same shapes: the identity rotation where ``res_mask`` is 0 (whatever ``rots`` holds
+        there, NaN included), ``trans * res_mask`` (zeros at padding); valid positions unchanged, bit for bit.
+    """
+    m = res_mask.bool()
+    eye = torch.eye(3, dtype=rots.dtype, device=rots.device)
+    return torch.where(m[..., None, None], rots, eye), trans * res_mask[..., None].to(trans.dtype)

@@ -321,10 +321,8 @@ class FlowModel(nn.Module):
         sc = batch.get("sc_trans")
         sc_trans = torch.zeros_like(trans_in) if sc is None else sc.to(dtype)
         valid = mask.bool()
-        eye = torch.eye(3, dtype=dtype, device=mask.device)
-        trans_in = trans_in * mask[..., None]
+        rots, trans_in = rigid.mask_frames(rots_in, trans_in, mask)
         sc_trans = sc_trans * mask[..., None]
-        rots = torch.where(valid[..., None, None], rots_in, eye)
         trans = trans_in * self.cfg.trans_scale  # network units
         key_mask = None if bool(valid.all()) else valid
         update_scale = (1.0 - t) if self.cfg.update_scale == "one_minus_t" else None  # [B]
@@ -346,6 +344,5 @@ class FlowModel(nn.Module):
                 z = block["edge_transition"](s, *z, mask)
                 z = z if isinstance(z, tuple) else (z,)
         torsions, psi = self.psi_head(s, mask)
-        rots = torch.where(valid[..., None, None], rots, eye)
-        trans = trans * (mask[..., None] / self.cfg.trans_scale)
+        rots, trans = rigid.mask_frames(rots, trans * (mask[..., None] / self.cfg.trans_scale), mask)  # back to Å
         return {"pred_rots": rots, "pred_trans": trans, "pred_psi": psi, "pred_torsions": torsions}

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from flowbb.geometry.backbone import ATOM_ORDER, backbone_from_frames, psi_from_backbone
-from flowbb.geometry.rigid import frames_from_backbone
+from flowbb.geometry.rigid import frames_from_backbone, mask_frames
 from flowbb.molecules import TRACE_ATOMS
 from flowbb.molecules.base import Molecule
 
@@ -38,12 +38,9 @@ class Protein(Molecule):
     def clean(self, atoms: Tensor, atom_mask: Tensor, res_mask: Tensor, residue_index: Tensor) -> dict[str, Tensor]:
         """Frames by Gram-Schmidt on (C - CA, N - CA), translation CA; ``psi_1``, ``psi_mask`` from
         :func:`~flowbb.geometry.backbone.psi_from_backbone`. Shapes as :meth:`Molecule.clean`, A = 4."""
-        rots, trans = frames_from_backbone(atoms[..., 0, :], atoms[..., 1, :], atoms[..., 2, :])
-        m = res_mask[..., None]
-        eye = torch.eye(3, dtype=rots.dtype, device=rots.device)
-        rots = rots * m[..., None] + eye * (1.0 - m[..., None])
+        rots, trans = mask_frames(*frames_from_backbone(atoms[..., 0, :], atoms[..., 1, :], atoms[..., 2, :]), res_mask)
         psi, psi_mask = psi_from_backbone(atoms, res_mask, residue_index)
-        return {"rots_1": rots, "trans_1": trans * m, "psi_1": psi, "psi_mask": psi_mask}
+        return {"rots_1": rots, "trans_1": trans, "psi_1": psi, "psi_mask": psi_mask}
 
     def true_torsions(self, batch: Mapping[str, Tensor], res_mask: Tensor) -> tuple[Tensor, Tensor]:
         """(psi ``[B, L]``, psi_mask ``[B, L]`` bool): ``psi_1``/``psi_mask`` of the batch, else from ``atoms``."""

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from flowbb.geometry import rna
+from flowbb.geometry.rigid import mask_frames
 from flowbb.molecules import TRACE_ATOMS
 from flowbb.molecules.base import Molecule
 
@@ -48,11 +49,9 @@ class RNA(Molecule):
         valid = res_mask.bool()
         present = atom_mask.bool() & valid[..., None]
         rots, trans, _ = rna.frames_from_atoms(atoms, present)
-        eye = torch.eye(3, dtype=rots.dtype, device=rots.device)
-        rots = torch.where(valid[..., None, None], rots, eye)
+        rots, trans = mask_frames(rots, trans, res_mask)
         torsions, torsion_mask = rna.torsions_from_atoms(atoms, present)
-        return {"rots_1": rots, "trans_1": trans * res_mask[..., None], "torsions_1": torsions,
-                "torsion_mask": torsion_mask}
+        return {"rots_1": rots, "trans_1": trans, "torsions_1": torsions, "torsion_mask": torsion_mask}
 
     def true_torsions(self, batch: Mapping[str, Tensor], res_mask: Tensor) -> tuple[Tensor, Tensor]:
         """(``torsions_1 [B, L, 8, 2]``, ``torsion_mask [B, L, 8]`` bool) of the batch."""

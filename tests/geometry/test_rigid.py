@@ -41,3 +41,17 @@ def test_frames_of_zero_padding_are_zero() -> None:
     z = torch.zeros(4, 3)
     rots, trans = rigid.frames_from_backbone(z, z, z)
     assert torch.equal(rots, torch.zeros(4, 3, 3)) and torch.equal(trans, z)
+
+
+def test_mask_frames_resets_padding_only() -> None:
+    gen = torch.Generator().manual_seed(1)
+    rots = so3.sample_uniform((2, 6), gen, dtype=torch.float64)
+    trans = torch.randn(2, 6, 3, generator=gen, dtype=torch.float64)
+    rots[1, 4:] = float("nan")  # whatever padding holds
+    mask = torch.ones(2, 6, dtype=torch.float64)
+    mask[1, 4:] = 0
+    for m in (mask, mask.bool()):
+        r, t = rigid.mask_frames(rots, trans, m)
+        assert torch.equal(r[0], rots[0]) and torch.equal(t[0], trans[0]) and torch.equal(r[1, :4], rots[1, :4])
+        assert torch.equal(r[1, 4:], torch.eye(3, dtype=torch.float64).expand(2, 3, 3))
+        assert torch.equal(t[1, 4:], torch.zeros(2, 3, dtype=torch.float64))
