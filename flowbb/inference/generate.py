@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from flowbb.data.packing import BatchBudget, pack_batches
 from flowbb.flow.config import FlowConfig
 from flowbb.flow.interpolant import Interpolant
 from flowbb.flow.sampler import ModelFn, res_mask_from_lengths, sample
@@ -146,7 +147,9 @@ def check_lengths(lengths: Sequence[int] | int) -> list[int]:
 
 
 def plan_batches(lengths: Sequence[int], samples_per_length: int, max_tokens: int) -> list[SampleBatch]:
-    """Equal-length batches of at most ``max(1, max_tokens // L)`` samples, in the order of ``lengths``.
+    """Equal-length batches of at most ``max(1, max_tokens // L)`` samples, in the order of ``lengths``: the shared
+    token-budget packer (:func:`flowbb.data.packing.pack_batches`, ``same_length``) over the samples listed length
+    by length.
 
     A length listed twice is sampled once (``samples_per_length`` samples).
     """
@@ -154,12 +157,9 @@ def plan_batches(lengths: Sequence[int], samples_per_length: int, max_tokens: in
         raise ValueError(f"samples_per_length must be >= 1, got {samples_per_length}")
     if max_tokens < 1:
         raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
-    batches = []
-    for n in dict.fromkeys(check_lengths(lengths)):
-        size = max(1, max_tokens // n)
-        for start in range(0, samples_per_length, size):
-            batches.append(SampleBatch(n, list(range(start, min(start + size, samples_per_length)))))
-    return batches
+    items = [n for n in dict.fromkeys(check_lengths(lengths)) for _ in range(samples_per_length)]
+    batches = pack_batches(items, BatchBudget(max_tokens=max_tokens), order=range(len(items)), same_length=True)
+    return [SampleBatch(items[b[0]], [i % samples_per_length for i in b]) for b in batches]
 
 
 def prepare_out_dir(out_dir: str | Path, overwrite: bool = False) -> Path:
