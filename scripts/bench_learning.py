@@ -125,9 +125,9 @@ def score_rna_groups(samples: dict[int, list[np.ndarray]], natural: dict[int, li
     from tqdm import tqdm
 
     from flowbb.eval.diversity import diversity
+    from flowbb.eval.metrics import rna_backbone_metrics
     from flowbb.eval.novelty import NoveltySearcher, load_reference_processed
     from flowbb.geometry import rna
-    from flowbb.eval.metrics import rna_backbone_metrics
 
     def mean_of(rows: list[dict]) -> dict:
         return {k: float(np.mean([r[k] for r in rows])) if rows else math.nan for k in (rows[0] if rows else {})}

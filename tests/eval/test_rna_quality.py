@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 
 import numpy as np
@@ -25,9 +26,8 @@ def test_real_chain_scores_high_and_distorted_low(shared_data: Path, scorer: Loc
     real = scorer.score_atoms(chain.atoms, chain.sequence, chain.atom_mask)
     # the file as deposited (all atoms) and our 12-atom rewrite read the same P, C4', N9/N1: same score
     raw = tmp_path / "1xjr.pdb"
-    import gzip
-
-    raw.write_text(gzip.open(shared_data / "rna" / "medium__1XJR__A.pdb.gz", "rt").read())
+    with gzip.open(shared_data / "rna" / "medium__1XJR__A.pdb.gz", "rt") as fh:
+        raw.write_text(fh.read())
     assert scorer.score_file(raw) == pytest.approx(real, abs=0.02)
     assert real > 0.6  # measured 0.78
     # every nucleotide shifted 3 A at random: geometry broken, score falls
