@@ -7,6 +7,9 @@
 Keys and defaults: configs/evaluate.yaml. Resumable: re-running with the same settings skips finished samples.
 Writes OUT/sequences.csv, OUT/samples.csv, OUT/summary.json, PNG plots, OUT/per_sample/*.json, OUT/folded/.
 The logic lives in flowbb.eval.runner; this script parses the config and prints errors and a short summary.
+RNA samples (detected from the atoms, or molecule=rna): geometry, novelty and diversity on C4' traces and lociPARSE
+pMoL (when installed); no designability (no RNA inverse-folding/folding weights); OUT/samples.csv, OUT/summary.json,
+OUT/report.md.
 Exit codes: 0 success, 2 configuration / input error or missing ESMFold weights.
 """
 
@@ -44,11 +47,14 @@ def run(cfg: DictConfig) -> int:
     except FoldingWeightsNotFound as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except (UserError, FileNotFoundError, StructureReadError, ValueError) as exc:
+    except (UserError, FileNotFoundError, StructureReadError, ValueError, ModuleNotFoundError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         return 2
 
     o = summary["overall"]
+    if summary.get("molecule") == "rna":
+        print_rna_summary(console, summary, out_dir)
+        return 0
     if summary.get("meaningless"):
         console.print(f"[yellow]WARNING:[/yellow] {summary['warning']}")
 
@@ -64,6 +70,24 @@ def run(cfg: DictConfig) -> int:
     )
     console.print(f"results in {out_dir} (samples.csv, sequences.csv, summary.json, plots)")
     return 0
+
+
+def print_rna_summary(console, summary: dict, out_dir: Path) -> None:
+    """The short console summary of an RNA evaluation."""
+    o, g = summary["overall"], summary["overall"]["geometry"]
+
+    def fmt(x: float | None, spec: str = ".2f") -> str:
+        return "n/a" if x is None else format(x, spec)
+
+    console.print(
+        f"{summary['num_samples']} RNA samples: designability {summary['designability']}; "
+        f"C4'-C4' mean {fmt(g['c4_c4_mean_mean'])} A (in 5.5-6.5 A: {fmt(g['c4_c4_in_range_mean'])}), "
+        f"clashes/100 {fmt(g['clashes_per_100_mean'], '.1f')}, Rg ratio {fmt(g['rg_ratio_mean'])}, "
+        f"pMoL (poly-A) {fmt(o['pmol_poly_a_mean'], '.3f')}, novelty max-TM mean {fmt(o['novelty']['max_tm_mean'], '.3f')}, "
+        f"diversity: {o['diversity']['num_clusters']} clusters, mean pairwise TM "
+        f"{fmt(o['diversity']['mean_pairwise_tm'], '.3f')}"
+    )
+    console.print(f"results in {out_dir} (samples.csv, summary.json, report.md)")
 
 
 @hydra.main(config_path="../configs", config_name="evaluate", version_base="1.3")

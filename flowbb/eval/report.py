@@ -255,6 +255,7 @@ def write_reports(
     )
     c = cfg
     summary = {
+        "molecule": "protein",
         "num_samples": len(records),
         "num_unreadable": len(unreadable or []),
         "unreadable": list(unreadable or []),

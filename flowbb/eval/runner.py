@@ -1,5 +1,9 @@
 """Resumable self-consistency evaluation of a folder of backbone PDB files.
 
+The folder's molecule type (``molecule: auto|protein|rna``; auto: C4' atoms and no CA mean RNA) picks the protocol:
+RNA samples go to :func:`flowbb.eval.rna_eval.evaluate_rna` (geometry, novelty, diversity, pMoL; no designability).
+What follows is the protein protocol.
+
 For each sample: ProteinMPNN designs ``num_seqs`` sequences -> ESMFold folds them -> scRMSD / scTM / pLDDT
 against the sample; secondary structure and geometry checks; novelty against an optional reference set.
 Each sample's result is written atomically to ``out_dir/per_sample/<name>.json`` (the completion marker);
@@ -25,7 +29,14 @@ import numpy as np
 from flowbb.errors import UserError
 from flowbb.eval.inverse_folding import has_native_sequence
 from flowbb.eval.metrics import backbone_metrics, self_consistency, summarize_designs
-from flowbb.eval.samples import Sample, discover_samples, read_sample, same_length_groups, sample_seed
+from flowbb.eval.samples import (
+    Sample,
+    detect_molecule,
+    discover_samples,
+    read_sample,
+    same_length_groups,
+    sample_seed,
+)
 from flowbb.plain import to_plain
 
 log = logging.getLogger(__name__)
@@ -45,7 +56,6 @@ _RUNTIME_KEYS = {
 
 class EvaluationError(UserError, RuntimeError):
     """A user-facing evaluation error (bad folder, results from another configuration, ...)."""
-
 
 
 def _strip_runtime(d: Any) -> Any:
@@ -289,6 +299,14 @@ def evaluate(cfg: Any) -> dict:
     (out_dir / PER_SAMPLE_DIR).mkdir(parents=True, exist_ok=True)
     fp = fingerprint(cfg)
     files = discover_samples(root, list(cfg.get("exclude") or []))
+    try:
+        molecule = detect_molecule(files, cfg.get("molecule", "auto"))
+    except ValueError as err:
+        raise EvaluationError(str(err)) from None
+    if molecule == "rna":
+        from flowbb.eval.rna_eval import evaluate_rna
+
+        return evaluate_rna(cfg, root, out_dir, files)
     done = load_done(out_dir / PER_SAMPLE_DIR, fp, bool(cfg.get("overwrite", False)))
     if bool(cfg.get("overwrite", False)) and not done:
         shutil.rmtree(out_dir / FOLDED_DIR, ignore_errors=True)

@@ -135,3 +135,96 @@ def same_length_groups(samples: list[Sample], group_size: int) -> list[list[Samp
 def sample_seed(seed: int, name: str) -> int:
     """Per-sample seed from the run seed and the sample's name (independent of order and batching)."""
     return zlib.crc32(f"{int(seed)}:{name}".encode()) & 0x7FFFFFFF
+
+
+# ---------------------------------------------------------------- molecule type of a samples folder
+MOLECULES = ("protein", "rna")
+DESIGNABILITY_NOT_AVAILABLE_RNA = "not available for RNA (no inverse-folding/folding model installed)"
+
+
+def atom_names(path: Path) -> set[str]:
+    """Atom names of the first model of a structure file (``C4*`` read as ``C4'``).
+
+    Raises:
+        StructureReadError: unreadable file (bad extension, compression, not a structure).
+    """
+    from flowbb.data.structure_io.files import (
+        NOT_A_STRUCTURE,
+        StructureReadError,
+        decode_text,
+        read_payload,
+        split_format,
+    )
+
+    fmt, compression = split_format(path)
+    data = read_payload(path, compression)
+    names: set[str] = set()
+    if fmt == "pdb":
+        for line in decode_text(path, data).splitlines():
+            if line.startswith(("ATOM  ", "HETATM")):
+                names.add(line[12:16].strip())
+            elif line.startswith("ENDMDL"):
+                break
+    else:
+        import io
+
+        from biotite.structure.io import pdbx
+
+        try:
+            if fmt == "cif":
+                block = pdbx.CIFFile.read(io.StringIO(decode_text(path, data))).block
+            else:
+                block = pdbx.BinaryCIFFile.read(io.BytesIO(data)).block
+            names = {str(n) for n in block["atom_site"]["label_atom_id"].as_array(str)}
+        except Exception as exc:  # noqa: BLE001 - biotite raises many types on malformed input
+            raise StructureReadError(path, NOT_A_STRUCTURE, f"{type(exc).__name__}: {exc}"[:200]) from None
+    if not names:
+        raise StructureReadError(path, NOT_A_STRUCTURE, "no ATOM/HETATM records")
+    return {n.replace("*", "'") for n in names}
+
+
+def file_molecule(path: Path) -> str:
+    """``rna`` when the file has C4' atoms and no CA, ``protein`` when it has CA atoms.
+
+    Raises:
+        StructureReadError: unreadable file; ValueError: neither CA nor C4' atoms.
+    """
+    names = atom_names(path)
+    if "CA" in names:
+        return "protein"
+    if "C4'" in names:
+        return "rna"
+    raise ValueError(f"{path}: neither protein (CA) nor RNA (C4') backbone atoms")
+
+
+def detect_molecule(files: list[Path], setting: str | None = "auto") -> str:
+    """The molecule type of a samples folder: ``setting`` when it is ``protein`` or ``rna``, else (``auto``/None)
+    from the files' atoms (:func:`file_molecule`). Files whose type cannot be read are left to the reader (which
+    reports them as unreadable), unless no file can be typed.
+
+    Raises:
+        ValueError: an unknown setting, a folder mixing protein and RNA files, or no file with a known type
+            (one line, naming a file).
+    """
+    choice = str(setting or "auto").lower()
+    if choice in MOLECULES:
+        return choice
+    if choice != "auto":
+        raise ValueError(f"molecule={setting!r}: expected auto, protein or rna")
+    first: dict[str, Path] = {}
+    errors: list[str] = []
+    for p in files:
+        try:
+            first.setdefault(file_molecule(p), p)
+        except Exception as err:  # noqa: BLE001 - reported below if no file can be typed
+            errors.append(f"{p}: {err}".replace("\n", " "))
+        if len(first) > 1:
+            raise ValueError(
+                f"samples folder mixes protein and RNA backbones ({first['protein']} has CA atoms, {first['rna']} "
+                "has C4' and no CA): evaluate them in separate folders"
+            )
+    if not first:
+        raise ValueError(
+            f"cannot tell the molecule type of the samples: {errors[0] if errors else 'no files'}"
+        )
+    return next(iter(first))

@@ -1,0 +1,307 @@
+"""Resumable evaluation of a folder of RNA backbone samples (as ``scripts/sample.py`` writes them from an RNA
+checkpoint: ``length_<L>/sample_<i>.pdb`` with the 12 rebuilt atoms per nucleotide).
+
+No self-consistency step: the RNA protocol (gRNAde inverse folding -> RhoFold refolding) needs weights that are not
+installed, and the summary says so (:data:`~flowbb.eval.samples.DESIGNABILITY_NOT_AVAILABLE_RNA`). Per sample:
+geometry by :func:`flowbb.eval.metrics.rna_backbone_metrics` (C4'-C4', clashes, Rg, bonds and angles), novelty
+(max TM-score of the C4' trace to a reference set's C4' traces) and, when lociPARSE is installed, its pMoL of the
+backbone read as poly-A (``pmol_poly_a``: sampled nucleotides are named N, written with an N9 base atom, which
+lociPARSE would read as a pyrimidine N1). Diversity (pairwise TM of C4' traces per length) is computed in
+:mod:`flowbb.eval.rna_report`. Results go to ``out_dir/per_sample/<name>.json`` (resume markers) as for proteins.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from flowbb.data.nucleic import read_rna_chains
+from flowbb.eval.novelty import ReferenceSet, load_reference
+from flowbb.eval.samples import sample_name
+from flowbb.plain import to_plain
+
+log = logging.getLogger(__name__)
+
+#: per-sample column of lociPARSE's pMoL of the backbone written as poly-A
+PMOL_COLUMN = "pmol_poly_a"
+
+
+@dataclass
+class RNASample:
+    """One RNA backbone to evaluate.
+
+    Attributes:
+        name: the file's path relative to the samples folder, without extension (``length_100/sample_0``).
+        path: the file.
+        chain_id: the chain used.
+        sequence: parent one-letter codes (``N`` for generated backbones).
+        atoms: ``[L, 12, 3]`` float32 in :data:`flowbb.geometry.rna.ATOM_ORDER` (Å), 0 where missing.
+        atom_mask: ``[L, 12]`` bool.
+    """
+
+    name: str
+    path: Path
+    chain_id: str
+    sequence: str
+    atoms: np.ndarray
+    atom_mask: np.ndarray
+
+    @property
+    def length(self) -> int:
+        """Number of nucleotides L."""
+        return len(self.sequence)
+
+    @property
+    def res_mask(self) -> np.ndarray:
+        """``[L]`` bool: the nucleotide has its frame atoms C4', O4', C3'."""
+        return self.atom_mask[:, :3].all(axis=1)
+
+    @property
+    def trace_mask(self) -> np.ndarray:
+        """``[L]`` bool: the nucleotide has a C4' atom."""
+        return self.atom_mask[:, 0]
+
+    @property
+    def trace(self) -> np.ndarray:
+        """``[n, 3]`` C4' coordinates of the nucleotides that have one."""
+        return self.atoms[self.trace_mask, 0]
+
+    @property
+    def file_stem(self) -> str:
+        """``name`` made safe as a single file name."""
+        return self.name.replace("/", "__").replace("\\", "__")
+
+
+def read_rna_sample(path: Path, root: Path, chain: str | None = None) -> RNASample:
+    """The RNA chain ``chain`` (default: the first) of ``path`` (:func:`flowbb.data.nucleic.read_rna_chains`).
+
+    Raises:
+        StructureReadError: unreadable file or no RNA chain; ValueError: the chain is missing.
+    """
+    chains = read_rna_chains(path)
+    found = chains if chain is None else [c for c in chains if c.chain_id == chain]
+    if not found:
+        raise ValueError(f"{path}: no RNA chain {chain!r} (chains: {[c.chain_id for c in chains]})")
+    ch = found[0]
+    return RNASample(
+        sample_name(path, root),
+        path,
+        ch.chain_id,
+        ch.sequence,
+        np.asarray(ch.atoms, dtype=np.float32),
+        np.asarray(ch.atom_mask, dtype=bool),
+    )
+
+
+def pmol_setting(cfg: Any) -> bool:
+    """Whether to score pMoL: ``rna.pmol`` auto (when lociPARSE is installed), true (required) or false.
+
+    Raises:
+        ModuleNotFoundError: ``rna.pmol=true`` without lociPARSE.
+    """
+    from flowbb.eval.rna_quality import lociparse_available
+
+    value = str((cfg.get("rna") or {}).get("pmol", "auto")).lower()
+    if value in ("false", "0", "none", "off"):
+        return False
+    if value in ("true", "1", "on") and not lociparse_available():
+        raise ModuleNotFoundError(
+            "rna.pmol=true but lociPARSE is not installed (pip install --no-deps lociparse)"
+        )
+    return lociparse_available()
+
+
+def rna_fingerprint(cfg: Any, pmol: bool) -> str:
+    """Digest of the settings that determine RNA results (reference, novelty settings, chain, pMoL)."""
+    c = to_plain(cfg)
+    payload = {
+        "molecule": "rna",
+        "chain": c.get("chain"),
+        "reference": str(Path(c["reference"]).expanduser().resolve()) if c.get("reference") else None,
+        "novelty": {
+            k: v for k, v in (c.get("novelty") or {}).items() if k not in ("num_workers", "designable_only")
+        },
+        "pmol": pmol,
+    }
+    return hashlib.sha1(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def load_rna_reference(
+    path: str | Path, min_length: int = 20, num_workers: int = 0, cache: Path | None = None
+) -> ReferenceSet:
+    """C4' traces of the RNA chains of a processed store (:func:`flowbb.eval.novelty.load_reference` with
+    ``molecule="rna"``) or of every RNA chain (>= ``min_length`` nucleotides with C4') of the structure files under
+    a folder (unreadable files and files without RNA skipped), cached in ``cache`` while the files are unchanged.
+
+    Returns:
+        :class:`flowbb.eval.novelty.ReferenceSet` (its ``ca`` traces are C4' traces).
+    """
+    from flowbb.data.structure_io.files import StructureReadError, is_structure_file
+
+    folder = Path(path).expanduser()
+    if not folder.is_dir() or (folder / "metadata.parquet").is_file():
+        return load_reference(folder, min_length, num_workers, molecule="rna")
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and is_structure_file(p))
+    if not files:
+        raise FileNotFoundError(f"reference={folder}: no structure files (.pdb/.cif/.bcif[.gz]) found")
+    h = hashlib.sha1(f"rna|min_length={min_length}".encode())
+    for f in files:
+        st = f.stat()
+        h.update(f"{f}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    signature = h.hexdigest()
+    if cache is not None and (cached := ReferenceSet.load_cache(cache, signature)) is not None:
+        return cached
+    names, traces = [], []
+    for f in files:
+        try:
+            chains = read_rna_chains(f)
+        except StructureReadError as err:
+            log.debug("reference: skipping %s", err)
+            continue
+        for ch in chains:
+            ok = ch.atom_mask[:, 0]
+            if ok.sum() >= min_length:
+                names.append(f"{f.relative_to(folder)}:{ch.chain_id}")
+                traces.append(ch.atoms[ok, 0].astype(np.float64))
+    if not names:
+        raise ValueError(f"reference={folder}: no RNA chain with >= {min_length} nucleotides")
+    ref = ReferenceSet.from_chains(names, traces, str(folder))
+    if cache is not None:
+        ref.save(cache, signature)
+    return ref
+
+
+def evaluate_rna_sample(s: RNASample, fp: str, searcher: Any = None, scorer: Any = None) -> dict:
+    """The result record of one RNA sample (keys as the protein records: ``metrics``, ``timing``, ...).
+
+    Args:
+        s: the sample.
+        fp: configuration fingerprint stored in the record.
+        searcher: :class:`~flowbb.eval.novelty.NoveltySearcher` over C4' traces, or None.
+        scorer: :class:`~flowbb.eval.rna_quality.LociParseScorer`, or None.
+    """
+    from flowbb.eval.metrics import rna_backbone_metrics
+
+    t0 = time.perf_counter()
+    geometry = rna_backbone_metrics(
+        torch.from_numpy(s.atoms)[None],
+        torch.from_numpy(s.res_mask)[None],
+        torch.from_numpy(s.atom_mask)[None],
+    )[0]
+    geometry.pop("length")  # modeled nucleotides: the record's num_modeled
+    metrics: dict[str, Any] = dict(geometry)
+    t_metrics = time.perf_counter() - t0
+    metrics.update(novelty_tm=None, novelty_match=None, novelty_compared=None, **{PMOL_COLUMN: None})
+    t0 = time.perf_counter()
+    if searcher is not None and len(s.trace) >= 3:
+        hit = searcher.search(s.trace)
+        metrics.update(novelty_tm=hit.max_tm, novelty_match=hit.match, novelty_compared=hit.num_compared)
+    t_novelty = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    if scorer is not None:
+        metrics[PMOL_COLUMN] = scorer.score_atoms(s.atoms, "A" * s.length, s.atom_mask)
+    t_pmol = time.perf_counter() - t0
+    return {
+        "fingerprint": fp,
+        "molecule": "rna",
+        "name": s.name,
+        "file": str(s.path),
+        "chain_id": s.chain_id,
+        "length": s.length,
+        "num_modeled": int(s.res_mask.sum()),
+        "native_sequence": s.sequence,
+        "metrics": metrics,
+        "timing": {"metrics_s": t_metrics, "novelty_s": t_novelty, "pmol_s": t_pmol},
+        "models": {"pmol": "lociPARSE" if scorer is not None else None},
+    }
+
+
+def evaluate_rna(cfg: Any, root: Path, out_dir: Path, files: list[Path]) -> dict:
+    """Evaluate (or resume) a folder of RNA samples; writes per-sample records and the reports.
+
+    Args:
+        cfg: evaluation config (``chain``, ``reference``, ``novelty``, ``diversity``, ``rna.pmol``, ``overwrite``).
+        root: the samples folder; ``files``: its structure files.
+        out_dir: output folder (``per_sample/`` exists).
+    Returns:
+        the summary written to ``out_dir/summary.json``.
+    """
+    from flowbb.eval.rna_report import write_rna_reports
+    from flowbb.eval.runner import PER_SAMPLE_DIR, EvaluationError, _progress, load_done, write_json_atomic
+
+    pmol = pmol_setting(cfg)
+    fp = rna_fingerprint(cfg, pmol)
+    done = load_done(out_dir / PER_SAMPLE_DIR, fp, bool(cfg.get("overwrite", False)))
+    samples, unreadable = [], []
+    for p in files:
+        try:
+            samples.append(read_rna_sample(p, root, cfg.get("chain")))
+        except Exception as err:  # noqa: BLE001 - any unreadable sample is reported and skipped
+            unreadable.append(f"{p}: {err}")
+            log.warning("skipping unreadable sample %s: %s", p, err)
+    if not samples:
+        raise EvaluationError(f"samples_dir={root}: no readable RNA sample ({len(unreadable)} unreadable)")
+    stems: dict[str, Path] = {}
+    for s in samples:
+        if s.file_stem in stems:
+            raise EvaluationError(
+                f"samples {stems[s.file_stem]} and {s.path} map to the same sample name {s.name!r}"
+            )
+        stems[s.file_stem] = s.path
+    todo = [s for s in sorted(samples, key=lambda s: (s.length, s.name)) if s.name not in done]
+    log.info(
+        "%d RNA samples (%d finished, %d to evaluate)", len(samples), len(samples) - len(todo), len(todo)
+    )
+    if todo:
+        searcher = scorer = None
+        if pmol:
+            from flowbb.eval.rna_quality import LociParseScorer
+
+            scorer = LociParseScorer()
+        if cfg.get("reference"):
+            from flowbb.eval.novelty import NoveltySearcher
+
+            nv = cfg["novelty"]
+            ref = load_rna_reference(
+                cfg["reference"],
+                int(nv.get("min_reference_length", 20)),
+                int(nv.get("num_workers", 0)),
+                cache=out_dir / "reference_cache_rna.npz",
+            )
+            log.info("novelty reference: %d RNA chains from %s", len(ref), ref.source)
+            searcher = NoveltySearcher(
+                ref,
+                int(nv.get("num_workers", 0)),
+                float(nv.get("min_length_ratio", 0.5)),
+                float(nv.get("max_length_ratio", 2.0)),
+            )
+        try:
+            with _progress(bool(cfg.get("progress", True))) as prog:
+                task = (
+                    None
+                    if prog is None
+                    else prog.add_task(
+                        "evaluate", total=len(samples), completed=len(samples) - len(todo), stage=""
+                    )
+                )
+                for s in todo:
+                    if prog is not None:
+                        prog.update(task, stage=s.name)
+                    rec = evaluate_rna_sample(s, fp, searcher, scorer)
+                    write_json_atomic(out_dir / PER_SAMPLE_DIR / f"{s.file_stem}.json", rec)
+                    done[s.name] = rec
+                    if prog is not None:
+                        prog.advance(task)
+        finally:
+            if searcher is not None:
+                searcher.close()
+    records = [done[s.name] for s in sorted(samples, key=lambda s: (s.length, s.name))]
+    return write_rna_reports(records, samples, out_dir, cfg, unreadable=unreadable)
