@@ -18,7 +18,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
 
 import numpy as np
 
@@ -109,38 +109,61 @@ def _read_file_chains(args: tuple[str, str, int]) -> tuple[list[str], list[np.nd
     return names, cas, None
 
 
-def _folder_signature(files: list[Path], min_length: int) -> str:
-    h = hashlib.sha1(f"min_length={min_length}".encode())
+def _folder_signature(files: list[Path], min_length: int, molecule: str = "protein") -> str:
+    h = hashlib.sha1((f"min_length={min_length}" if molecule == "protein" else f"{molecule}|min_length={min_length}").encode())
     for f in files:
         st = f.stat()
         h.update(f"{f}|{st.st_size}|{st.st_mtime_ns}\n".encode())
     return h.hexdigest()
 
 
+def _read_rna_file_chains(args: tuple[str, str, int]) -> tuple[list[str], list[np.ndarray], str | None]:
+    """(names, C4' traces, error) of the RNA chains of one file with >= min_length C4' atoms."""
+    from flowbb.data.nucleic import read_rna_chains
+    from flowbb.data.structure_io.files import StructureReadError
+
+    path, rel, min_length = args
+    try:
+        chains = read_rna_chains(Path(path))
+    except StructureReadError as err:
+        return [], [], str(err)
+    names, traces = [], []
+    for ch in chains:
+        ok = ch.atom_mask[:, 0]  # C4'
+        if ok.sum() >= min_length:
+            names.append(f"{rel}:{ch.chain_id}")
+            traces.append(ch.atoms[ok, 0].astype(np.float64))
+    return names, traces, None
+
+
 def load_reference_folder(
-    folder: Path, min_length: int = 20, num_workers: int = 0, cache: Path | None = None
+    folder: Path, min_length: int = 20, num_workers: int = 0, cache: Path | None = None, molecule: str = "protein"
 ) -> ReferenceSet:
-    """Every protein chain (with at least ``min_length`` CA atoms) of every structure file under ``folder``.
+    """Every chain of one molecule type (protein: CA traces of chains with at least ``min_length`` CA atoms; rna:
+    C4' traces) of every structure file under ``folder``.
 
     Unreadable files are skipped with a warning. With ``cache``, the parsed set is stored there and reused
     while the files are unchanged.
     """
     from flowbb.data.structure_io.files import is_structure_file
 
+    if molecule not in ("protein", "rna"):
+        raise ValueError(f"reference: molecule must be protein or rna, got {molecule!r}")
     files = sorted(p for p in folder.rglob("*") if p.is_file() and is_structure_file(p))
     if not files:
         raise FileNotFoundError(f"reference={folder}: no structure files (.pdb/.cif/.bcif[.gz]) found")
-    signature = _folder_signature(files, min_length)
+    signature = _folder_signature(files, min_length, molecule)
     if cache is not None:
         cached = ReferenceSet.load_cache(cache, signature)
         if cached is not None:
             return cached
     jobs = [(str(f), str(f.relative_to(folder)), min_length) for f in files]
+    read = _read_file_chains if molecule == "protein" else _read_rna_file_chains
     if num_workers and num_workers > 0:
         with ProcessPoolExecutor(num_workers, mp_context=get_context("spawn")) as ex:
-            results = list(ex.map(_read_file_chains, jobs, chunksize=8))
+            results = list(ex.map(read, jobs, chunksize=8))
     else:
-        results = [_read_file_chains(j) for j in jobs]
+        results = [read(j) for j in jobs]
     names: list[str] = []
     cas: list[np.ndarray] = []
     for n, c, err in results:
@@ -149,7 +172,7 @@ def load_reference_folder(
         names += n
         cas += c
     if not names:
-        raise ValueError(f"reference={folder}: no protein chain with >= {min_length} residues")
+        raise ValueError(f"reference={folder}: no {molecule} chain with >= {min_length} residues")
     ref = ReferenceSet.from_chains(names, cas, str(folder))
     if cache is not None:
         ref.save(cache, signature)
@@ -187,13 +210,13 @@ def load_reference(
     molecule: str | None = None,
 ) -> ReferenceSet:
     """A processed dataset folder (has ``metadata.parquet``; ``molecule`` keeps one type, see
-    :func:`load_reference_processed`) or a folder of structure files (protein chains)."""
+    :func:`load_reference_processed`) or a folder of structure files (chains of ``molecule``, default protein)."""
     folder = Path(path).expanduser()
     if not folder.is_dir():
         raise FileNotFoundError(f"reference={path}: no such folder")
     if (folder / "metadata.parquet").is_file():
         return load_reference_processed(folder, min_length, molecule)
-    return load_reference_folder(folder, min_length, num_workers, cache)
+    return load_reference_folder(folder, min_length, num_workers, cache, molecule or "protein")
 
 
 # ---------------------------------------------------------------- search
@@ -312,3 +335,17 @@ def reference_settings_digest(path: str | Path | None, **settings) -> str:
     """Short digest of the reference path and search settings (part of the evaluation fingerprint)."""
     payload = json.dumps({"path": str(Path(path).resolve()) if path else None, **settings}, sort_keys=True)
     return hashlib.sha1(payload.encode()).hexdigest()[:12]
+
+
+def novelty_searcher(
+    reference: str | Path, novelty_cfg: Any, cache: Path | None, molecule: str = "protein"
+) -> NoveltySearcher:
+    """The novelty search an evaluation's ``reference`` and ``novelty`` settings ask for (``min_reference_length``,
+    ``num_workers``, ``min_length_ratio``, ``max_length_ratio``), over the chains of ``molecule``."""
+    nv = novelty_cfg
+    ref = load_reference(reference, int(nv.get("min_reference_length", 20)), int(nv.get("num_workers", 0)),
+                         cache=cache, molecule=molecule)
+    log.info("novelty reference: %d %s chains from %s", len(ref), molecule, ref.source)
+    return NoveltySearcher(ref, int(nv.get("num_workers", 0)), float(nv.get("min_length_ratio", 0.5)),
+                           float(nv.get("max_length_ratio", 2.0)))
+

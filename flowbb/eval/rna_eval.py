@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from flowbb.data.nucleic import read_rna_chains
-from flowbb.eval.novelty import ReferenceSet, load_reference
+from flowbb.eval.novelty import novelty_searcher
 from flowbb.eval.samples import sample_name
 from flowbb.plain import to_plain
 
@@ -134,51 +134,6 @@ def rna_fingerprint(cfg: Any, pmol: bool) -> str:
     return hashlib.sha1(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def load_rna_reference(
-    path: str | Path, min_length: int = 20, num_workers: int = 0, cache: Path | None = None
-) -> ReferenceSet:
-    """C4' traces of the RNA chains of a processed store (:func:`flowbb.eval.novelty.load_reference` with
-    ``molecule="rna"``) or of every RNA chain (>= ``min_length`` nucleotides with C4') of the structure files under
-    a folder (unreadable files and files without RNA skipped), cached in ``cache`` while the files are unchanged.
-
-    Returns:
-        :class:`flowbb.eval.novelty.ReferenceSet` (its ``ca`` traces are C4' traces).
-    """
-    from flowbb.data.structure_io.files import StructureReadError, is_structure_file
-
-    folder = Path(path).expanduser()
-    if not folder.is_dir() or (folder / "metadata.parquet").is_file():
-        return load_reference(folder, min_length, num_workers, molecule="rna")
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and is_structure_file(p))
-    if not files:
-        raise FileNotFoundError(f"reference={folder}: no structure files (.pdb/.cif/.bcif[.gz]) found")
-    h = hashlib.sha1(f"rna|min_length={min_length}".encode())
-    for f in files:
-        st = f.stat()
-        h.update(f"{f}|{st.st_size}|{st.st_mtime_ns}\n".encode())
-    signature = h.hexdigest()
-    if cache is not None and (cached := ReferenceSet.load_cache(cache, signature)) is not None:
-        return cached
-    names, traces = [], []
-    for f in files:
-        try:
-            chains = read_rna_chains(f)
-        except StructureReadError as err:
-            log.debug("reference: skipping %s", err)
-            continue
-        for ch in chains:
-            ok = ch.atom_mask[:, 0]
-            if ok.sum() >= min_length:
-                names.append(f"{f.relative_to(folder)}:{ch.chain_id}")
-                traces.append(ch.atoms[ok, 0].astype(np.float64))
-    if not names:
-        raise ValueError(f"reference={folder}: no RNA chain with >= {min_length} nucleotides")
-    ref = ReferenceSet.from_chains(names, traces, str(folder))
-    if cache is not None:
-        ref.save(cache, signature)
-    return ref
-
-
 def evaluate_rna_sample(s: RNASample, fp: str, searcher: Any = None, scorer: Any = None) -> dict:
     """The result record of one RNA sample (keys as the protein records: ``metrics``, ``timing``, ...).
 
@@ -267,22 +222,7 @@ def evaluate_rna(cfg: Any, root: Path, out_dir: Path, files: list[Path]) -> dict
 
             scorer = LociParseScorer()
         if cfg.get("reference"):
-            from flowbb.eval.novelty import NoveltySearcher
-
-            nv = cfg["novelty"]
-            ref = load_rna_reference(
-                cfg["reference"],
-                int(nv.get("min_reference_length", 20)),
-                int(nv.get("num_workers", 0)),
-                cache=out_dir / "reference_cache_rna.npz",
-            )
-            log.info("novelty reference: %d RNA chains from %s", len(ref), ref.source)
-            searcher = NoveltySearcher(
-                ref,
-                int(nv.get("num_workers", 0)),
-                float(nv.get("min_length_ratio", 0.5)),
-                float(nv.get("max_length_ratio", 2.0)),
-            )
+            searcher = novelty_searcher(cfg["reference"], cfg["novelty"], out_dir / "reference_cache_rna.npz", "rna")
         try:
             with _progress(bool(cfg.get("progress", True))) as prog:
                 task = (

@@ -342,22 +342,9 @@ def evaluate(cfg: Any) -> dict:
         designer = _instantiate(cfg["inverse_folding"])
         searcher = None
         if cfg.get("reference"):
-            from flowbb.eval.novelty import NoveltySearcher, load_reference
+            from flowbb.eval.novelty import novelty_searcher
 
-            nv = cfg["novelty"]
-            ref = load_reference(
-                cfg["reference"],
-                int(nv.get("min_reference_length", 20)),
-                int(nv.get("num_workers", 0)),
-                cache=out_dir / "reference_cache.npz",
-            )
-            log.info("novelty reference: %d chains from %s", len(ref), ref.source)
-            searcher = NoveltySearcher(
-                ref,
-                int(nv.get("num_workers", 0)),
-                float(nv.get("min_length_ratio", 0.5)),
-                float(nv.get("max_length_ratio", 2.0)),
-            )
+            searcher = novelty_searcher(cfg["reference"], cfg["novelty"], out_dir / "reference_cache.npz")
         try:
             with _progress(bool(cfg.get("progress", True))) as prog:
                 task = None

@@ -163,12 +163,12 @@ def test_processed_store_reference_gives_c4_traces(
     rna_reference_dir: Path, rna_samples_dir: Path, tmp_path: Path
 ) -> None:
     from flowbb.data.preprocess import preprocess
-    from flowbb.eval.novelty import NoveltySearcher
-    from flowbb.eval.rna_eval import load_rna_reference, read_rna_sample
+    from flowbb.eval.novelty import NoveltySearcher, load_reference
+    from flowbb.eval.rna_eval import read_rna_sample
 
     preprocess(rna_reference_dir, tmp_path / "processed", num_workers=0, progress=False)
-    from_store = load_rna_reference(tmp_path / "processed")
-    from_files = load_rna_reference(rna_reference_dir)
+    from_store = load_reference(tmp_path / "processed", molecule="rna")
+    from_files = load_reference(rna_reference_dir, molecule="rna")
     assert sorted(from_store.names) == sorted(from_files.names)
     sample = read_rna_sample(next(rna_samples_dir.glob("length_*/sample_0.pdb")), rna_samples_dir)
     with NoveltySearcher(from_store, num_workers=0) as searcher:
