@@ -190,27 +190,18 @@ def evaluate_rna(cfg: Any, root: Path, out_dir: Path, files: list[Path]) -> dict
         the summary written to ``out_dir/summary.json``.
     """
     from flowbb.eval.rna_report import write_rna_reports
-    from flowbb.eval.runner import PER_SAMPLE_DIR, EvaluationError, _progress, load_done, write_json_atomic
+    from flowbb.eval.runner import (
+        PER_SAMPLE_DIR,
+        _progress,
+        load_done,
+        read_sample_files,
+        write_json_atomic,
+    )
 
     pmol = pmol_setting(cfg)
     fp = rna_fingerprint(cfg, pmol)
     done = load_done(out_dir / PER_SAMPLE_DIR, fp, bool(cfg.get("overwrite", False)))
-    samples, unreadable = [], []
-    for p in files:
-        try:
-            samples.append(read_rna_sample(p, root, cfg.get("chain")))
-        except Exception as err:  # noqa: BLE001 - any unreadable sample is reported and skipped
-            unreadable.append(f"{p}: {err}")
-            log.warning("skipping unreadable sample %s: %s", p, err)
-    if not samples:
-        raise EvaluationError(f"samples_dir={root}: no readable RNA sample ({len(unreadable)} unreadable)")
-    stems: dict[str, Path] = {}
-    for s in samples:
-        if s.file_stem in stems:
-            raise EvaluationError(
-                f"samples {stems[s.file_stem]} and {s.path} map to the same sample name {s.name!r}"
-            )
-        stems[s.file_stem] = s.path
+    samples, unreadable = read_sample_files(files, root, read_rna_sample, cfg.get("chain"), "RNA sample")
     todo = [s for s in sorted(samples, key=lambda s: (s.length, s.name)) if s.name not in done]
     log.info(
         "%d RNA samples (%d finished, %d to evaluate)", len(samples), len(samples) - len(todo), len(todo)

@@ -20,6 +20,7 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -279,6 +280,33 @@ def _instantiate(node: Any) -> Any:
         raise
 
 
+def read_sample_files(
+    files: list[Path], root: Path, read: Callable[[Path, Path, str | None], Any], chain: str | None = None,
+    what: str = "sample",
+) -> tuple[list[Any], list[str]]:
+    """Every readable sample of ``files`` (``read(path, root, chain)``: protein or RNA sample) and the unreadable
+    ones as ``"path: reason"`` lines (skipped with a warning).
+
+    Raises:
+        EvaluationError: no file is readable, or two files map to the same sample name.
+    """
+    samples, unreadable = [], []
+    for p in files:
+        try:
+            samples.append(read(p, root, chain))
+        except Exception as err:  # noqa: BLE001 - any unreadable sample is reported and skipped
+            unreadable.append(f"{p}: {err}")
+            log.warning("skipping unreadable sample %s: %s", p, err)
+    if not samples:
+        raise EvaluationError(f"samples_dir={root}: no readable {what} ({len(unreadable)} unreadable)")
+    stems: dict[str, Path] = {}
+    for s in samples:
+        if s.file_stem in stems:
+            raise EvaluationError(f"samples {stems[s.file_stem]} and {s.path} map to the same sample name {s.name!r}")
+        stems[s.file_stem] = s.path
+    return samples, unreadable
+
+
 def evaluate(cfg: Any) -> dict:
     """Run (or resume) an evaluation; see ``configs/evaluate.yaml`` for the settings.
 
@@ -310,22 +338,7 @@ def evaluate(cfg: Any) -> dict:
     done = load_done(out_dir / PER_SAMPLE_DIR, fp, bool(cfg.get("overwrite", False)))
     if bool(cfg.get("overwrite", False)) and not done:
         shutil.rmtree(out_dir / FOLDED_DIR, ignore_errors=True)
-    samples, unreadable = [], []
-    for p in files:
-        try:
-            samples.append(read_sample(p, root, cfg.get("chain")))
-        except Exception as err:  # noqa: BLE001 - any unreadable sample is reported and skipped
-            unreadable.append(f"{p}: {err}")
-            log.warning("skipping unreadable sample %s: %s", p, err)
-    if not samples:
-        raise EvaluationError(f"samples_dir={root}: no readable sample ({len(unreadable)} unreadable)")
-    stems: dict[str, Path] = {}
-    for s in samples:
-        if s.file_stem in stems:
-            raise EvaluationError(
-                f"samples {stems[s.file_stem]} and {s.path} map to the same sample name {s.name!r}"
-            )
-        stems[s.file_stem] = s.path
+    samples, unreadable = read_sample_files(files, root, read_sample, cfg.get("chain"))
     groups = same_length_groups(samples, int(cfg.get("group_size", 4)))
     pending = [g for g in groups if any(s.name not in done for s in g)]
     n_todo = sum(1 for g in pending for s in g if s.name not in done)
