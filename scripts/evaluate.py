@@ -22,6 +22,11 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 
+def fmt(x: float | None, spec: str = ".2f") -> str:
+    """A summary number for the console (``n/a`` when missing)."""
+    return "n/a" if x is None else format(x, spec)
+
+
 def run(cfg: DictConfig) -> int:
     """Evaluate as configured; returns the process exit code."""
     from rich.console import Console
@@ -58,9 +63,6 @@ def run(cfg: DictConfig) -> int:
     if summary.get("meaningless"):
         console.print(f"[yellow]WARNING:[/yellow] {summary['warning']}")
 
-    def fmt(x: float | None, spec: str = ".2f") -> str:
-        return "n/a" if x is None else format(x, spec)
-
     console.print(
         f"{summary['num_samples']} samples: designability {fmt(o['designability'], '.3f')} "
         f"({o['num_designable']}/{o['n']}), scRMSD mean {fmt(o['sc_rmsd_mean'])} / median {fmt(o['sc_rmsd_median'])} A, "
@@ -75,9 +77,6 @@ def run(cfg: DictConfig) -> int:
 def print_rna_summary(console, summary: dict, out_dir: Path) -> None:
     """The short console summary of an RNA evaluation."""
     o, g = summary["overall"], summary["overall"]["geometry"]
-
-    def fmt(x: float | None, spec: str = ".2f") -> str:
-        return "n/a" if x is None else format(x, spec)
 
     console.print(
         f"{summary['num_samples']} RNA samples: designability {summary['designability']}; "
