@@ -342,8 +342,10 @@ def test_ctrl_c_says_how_far_and_the_rerun_resumes(tmp_path, ddg_files, copy_to,
 
 @pytest.mark.slow
 def test_cli_ctrl_c_exits_130_with_one_line(tmp_path, db55_files, ddg_files, copy_to):
-    """SIGINT to the process group (what Ctrl-C in a terminal sends) during a 2-worker run."""
-    raw = copy_to(db55_files[:26] + ddg_files[:6], tmp_path / "raw")
+    """SIGINT to the process group (what Ctrl-C in a terminal sends) during a 2-worker run. 160 files: the run takes
+    long enough that a test process starved of CPU on a loaded machine still interrupts it midway (with 32 files, the
+    whole run once finished before the signal arrived)."""
+    raw = copy_to(db55_files[:130] + ddg_files[:30], tmp_path / "raw")
     out = tmp_path / "out"
     cmd = [sys.executable, str(REPO / "scripts" / "preprocess.py"), f"raw_dir={raw}", f"out_dir={out}",
            "num_workers=2", "progress=false", "chunksize=1"]
@@ -357,5 +359,5 @@ def test_cli_ctrl_c_exits_130_with_one_line(tmp_path, db55_files, ddg_files, cop
     lines = err.strip().splitlines()
     assert "Traceback" not in err and len(lines) == 1, err
     done = int(lines[0].split()[1])
-    assert lines[0] == f"interrupted: {done} of 32 files done; rerun the same command to resume"
-    assert done == len(_finished_shards(out)) and 3 <= done < 32
+    assert lines[0] == f"interrupted: {done} of 160 files done; rerun the same command to resume"
+    assert done == len(_finished_shards(out)) and 3 <= done < 160
