@@ -350,7 +350,7 @@ def test_cli_ctrl_c_exits_130_with_one_line(tmp_path, db55_files, ddg_files, cop
     cmd = [sys.executable, str(REPO / "scripts" / "preprocess.py"), f"raw_dir={raw}", f"out_dir={out}",
            "num_workers=2", "progress=false", "chunksize=1"]
     proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # noqa: PLW1509
     deadline = time.time() + 300
     while time.time() < deadline and len(_finished_shards(out)) < 3:
         time.sleep(0.01)
