@@ -178,9 +178,11 @@ def per_sample_losses(
     d_err = (d_true - d_pred) * (s * inv_norm)[:, None, None, None, None]
     pair_loss = (d_err**2 * pm).sum((1, 2, 3, 4)) / pm.sum((1, 2, 3, 4)).clamp_min(1.0)
 
-    clash = clash_losses(
-        pred_trans, res_mask, batch.get("residue_index"), c, molecule.clash_distance, molecule.clash_min_seq_sep
-    ) * inv_norm**2
+    # Logged at weight 0 too (held-out report), but then outside autograd: no graph on the training hot path.
+    with torch.set_grad_enabled(torch.is_grad_enabled() and c.clash_weight > 0):
+        clash = clash_losses(
+            pred_trans, res_mask, batch.get("residue_index"), c, molecule.clash_distance, molecule.clash_min_seq_sep
+        ) * inv_norm**2
 
     terms = {
         "trans": trans_loss,
