@@ -250,7 +250,8 @@ def report(args: argparse.Namespace) -> dict:
     if not chosen:
         raise SystemExit("no checkpoint matches --sample-step / --sample-minutes")
     ck = chosen[0]
-    settings = SamplingSettings(num_steps=args.num_steps)
+    settings = SamplingSettings(num_steps=args.num_steps, clash_guidance=args.clash_guidance,
+                                clash_guidance_min_t=args.clash_guidance_min_t)
     t0 = time.perf_counter()
     generated = generate_from_checkpoint(ck["path"], args.lengths, args.samples,
                                          args.out / f"samples_step{ck['step']}", seed=args.seed, settings=settings,
@@ -266,7 +267,8 @@ def report(args: argparse.Namespace) -> dict:
     return {"run_dir": str(run_dir), "experiment": cfg.get("name"), "molecule": molecule,
             "heldout_chains": len(heldout["atoms"]),
             "curve": curve, "sampled_checkpoint": ck,
-            "sampling": {"num_steps": args.num_steps, "seconds": sample_seconds, "device": args.device},
+            "sampling": {"num_steps": args.num_steps, "clash_guidance": args.clash_guidance,
+                         "clash_guidance_min_t": args.clash_guidance_min_t, "seconds": sample_seconds, "device": args.device},
             "groups": groups,
             "overrides": OmegaConf.to_container(OmegaConf.load(run_dir / ".hydra/overrides.yaml"))}
 
@@ -389,6 +391,10 @@ def main() -> None:
     parser.add_argument("--lengths", type=int, nargs="+", default=[100])
     parser.add_argument("--samples", type=int, default=16, help="samples per length")
     parser.add_argument("--num-steps", type=int, default=100, help="Euler steps per sample")
+    parser.add_argument("--clash-guidance", type=float, default=None,
+                        help="sampler clash guidance (default: the checkpoint's flow.sampler.clash_guidance)")
+    parser.add_argument("--clash-guidance-min-t", type=float, default=None,
+                        help="... from this t on (default: the checkpoint's flow.sampler.clash_guidance_min_t)")
     parser.add_argument("--natural", type=int, default=32, help="natural chains per length")
     parser.add_argument("--length-window", type=int, default=20)
     parser.add_argument("--sample-step", type=int)

@@ -46,7 +46,9 @@ def run(cfg: DictConfig) -> int:
         lengths = check_lengths(list(raw) if OmegaConf.is_list(raw) else raw)
         check_max_length(lengths, int(cfg.get("max_length", 2000)), bool(cfg.get("force", False)))
         settings = SamplingSettings(num_steps=cfg.num_steps, rot_rate=cfg.rot_rate, noise_scale=cfg.noise_scale,
-                                    self_condition=cfg.self_condition, max_tokens=int(cfg.max_tokens),
+                                    self_condition=cfg.self_condition, clash_guidance=cfg.clash_guidance,
+                                    clash_guidance_min_t=cfg.clash_guidance_min_t,
+                                    max_tokens=int(cfg.max_tokens),
                                     save_traj=bool(cfg.save_traj))
         out_dir = Path(str(cfg.out_dir)).expanduser()
         if out_dir.is_dir() and any(out_dir.iterdir()) and not cfg.overwrite:
@@ -62,7 +64,8 @@ def run(cfg: DictConfig) -> int:
                   f"model {loaded.cfg.model.get('_target_')}, {loaded.molecule.name}) on {loaded.device}")
     console.print(f"sampling {len(lengths)} length(s) x {cfg.samples_per_length}: num_steps={resolved.num_steps} "
                   f"rot_rate={resolved.rot_rate} noise_scale={resolved.noise_scale} "
-                  f"self_condition={resolved.self_condition} max_tokens={resolved.max_tokens} seed={cfg.seed}")
+                  f"self_condition={resolved.self_condition} clash_guidance={resolved.clash_guidance} "
+                  f"(t >= {resolved.clash_guidance_min_t}) max_tokens={resolved.max_tokens} seed={cfg.seed}")
     plan = plan_batches(lengths, int(cfg.samples_per_length), resolved.max_tokens)
     batch_seconds = None
     if cfg.get("estimate", True):

@@ -5,7 +5,7 @@ The Hydra group ``configs/flow/{base,ot,sfm}.yaml`` holds three sub-groups, one 
     flow:
       path:    {coupling, min_t, trans_scale, self_condition_prob, ot_rot_weight, sfm_ot, sfm_g_trans, ...}
       losses:  {length_scale, t_clip, trans_weight, ..., aux_t_threshold, pair_dist_k, knn_chunk_size, t_bins}
-      sampler: {num_steps, rot_rate, noise_scale, self_condition}
+      sampler: {num_steps, rot_rate, noise_scale, self_condition, clash_guidance, clash_guidance_min_t}
 
 A config is converted ONCE, where it enters flowbb (:func:`as_flow_config`): the training module from the Hydra
 ``cfg.flow``, the checkpoint loader from the stored hyper-parameters, the benchmark scripts from their composed
@@ -146,15 +146,23 @@ class SamplerConfig:
         noise_scale: stochastic term (0 = ODE): Gaussian of std noise_scale * sqrt(dt) * trans_scale Å
             on translations (centred per chain), IGSO3 of sigma noise_scale * sqrt(dt) rad on rotations.
         self_condition: feed the previous clean translation prediction as ``sc_trans``.
+        clash_guidance: fraction of each trace-atom overlap of the clean prediction removed per step (0: off;
+            :mod:`flowbb.flow.guidance`).
+        clash_guidance_min_t: the guidance acts at grid times t >= this (earlier, the clean prediction is still a
+            blur whose overlaps say nothing; pushing it apart there costs secondary structure).
     """
 
     num_steps: int = 100
     rot_rate: float = 10.0
     noise_scale: float = 0.0
     self_condition: bool = True
+    clash_guidance: float = 0.0
+    clash_guidance_min_t: float = 0.5
 
     def __post_init__(self) -> None:
-        _check_nonneg("sampler", self, ("noise_scale",))
+        _check_nonneg("sampler", self, ("noise_scale", "clash_guidance"))
+        if not 0.0 <= self.clash_guidance_min_t <= 1.0:
+            raise ValueError(f"flow.sampler.clash_guidance_min_t must be in [0, 1], got {self.clash_guidance_min_t}")
         _check_positive_int("sampler", self, ("num_steps",))
 
 

@@ -14,7 +14,12 @@ Per step t -> t + dt on the grid ``linspace(min_t, 1, num_steps + 1)``:
 - rotations, "exp" schedule: ``R <- R exp(dt * rot_rate * log(R^T R1_hat))`` (FrameFlow's exp schedule:
   a constant rate in place of 1 / (1 - t));
 - optional stochastic term (``noise_scale > 0``): ``x += noise_scale sqrt(dt) trans_scale eps`` (eps standard
-  normal, centred per chain) and ``R <- R IGSO3(noise_scale sqrt(dt))``.
+  normal, centred per chain) and ``R <- R IGSO3(noise_scale sqrt(dt))``;
+- optional clash guidance (``clash_guidance > 0``, at grid times t >= ``clash_guidance_min_t``): before the
+  translation step, trace atoms of x1_hat closer than the molecule type's ``clash_distance`` (and at least
+  ``clash_min_seq_sep`` apart in sequence) are pushed apart (:func:`flowbb.flow.guidance.clash_repulsion`); the
+  guided prediction is also what self-conditioning feeds back and what ``clean_traj_trans`` holds; the final clean
+  prediction is returned as the model gives it.
 
 After the last step the model is called once more at t = 1 and its clean prediction is the sample. The model
 is therefore called ``num_steps + 1`` times; both trajectories (x_t frames and clean predictions) have
@@ -30,6 +35,7 @@ from typing import Any
 import torch
 
 from flowbb.flow.config import FlowConfig, flow_config_or_default
+from flowbb.flow.guidance import clash_repulsion
 from flowbb.flow.interpolant import Interpolant, centre, randn
 from flowbb.geometry import so3
 from flowbb.geometry.rigid import mask_frames
@@ -80,6 +86,8 @@ def sample(
     rot_rate: float | None = None,
     noise_scale: float | None = None,
     self_condition: bool | None = None,
+    clash_guidance: float | None = None,
+    clash_guidance_min_t: float | None = None,
     residue_index: Tensor | None = None,
     generator: torch.Generator | None = None,
     save_traj: bool = False,
@@ -92,8 +100,10 @@ def sample(
         model_fn: ``model_fn(batch) -> {pred_rots, pred_trans, <torsions>}`` (see module docstring).
         res_mask: ``[B, L]`` residue mask (see :func:`res_mask_from_lengths`).
         cfg: the flow config (``None``: defaults); supplies ``path.min_t``, ``path.trans_scale`` and the sampler
-            defaults ``sampler.num_steps``, ``sampler.rot_rate``, ``sampler.noise_scale``, ``sampler.self_condition``.
-        num_steps, rot_rate, noise_scale, self_condition: override the config's sampler keys.
+            defaults ``sampler.num_steps``, ``sampler.rot_rate``, ``sampler.noise_scale``, ``sampler.self_condition``,
+            ``sampler.clash_guidance``, ``sampler.clash_guidance_min_t``.
+        num_steps, rot_rate, noise_scale, self_condition, clash_guidance, clash_guidance_min_t: override the
+            config's sampler keys.
         residue_index: ``[B, L]`` long (default ``0..L-1``).
         generator: ``torch.Generator`` for the prior and the stochastic term (any device; draws happen on its
             device, so a CPU generator gives the same prior on every device).
@@ -121,10 +131,16 @@ def sample(
     rot_rate = float(defaults.rot_rate if rot_rate is None else rot_rate)
     noise_scale = float(defaults.noise_scale if noise_scale is None else noise_scale)
     self_condition = bool(defaults.self_condition if self_condition is None else self_condition)
+    clash_guidance = float(defaults.clash_guidance if clash_guidance is None else clash_guidance)
+    guidance_min_t = float(defaults.clash_guidance_min_t if clash_guidance_min_t is None else clash_guidance_min_t)
     if num_steps < 1:
         raise ValueError(f"sample: num_steps must be >= 1, got {num_steps}")
     if noise_scale < 0:
         raise ValueError(f"sample: noise_scale must be >= 0, got {noise_scale}")
+    if clash_guidance < 0:
+        raise ValueError(f"sample: clash_guidance must be >= 0, got {clash_guidance}")
+    if not 0.0 <= guidance_min_t <= 1.0:
+        raise ValueError(f"sample: clash_guidance_min_t must be in [0, 1], got {guidance_min_t}")
     if res_mask.dim() != 2:
         raise ValueError(f"sample: res_mask must be [B, L], got shape {tuple(res_mask.shape)}")
 
@@ -176,6 +192,9 @@ def sample(
         dt = t2 - t1
         out = call(t1)
         r_hat, x_hat = mask_frames(out["pred_rots"].to(dtype), out["pred_trans"].to(dtype), mask)
+        if clash_guidance > 0 and t1 >= guidance_min_t:
+            x_hat = clash_repulsion(x_hat, mask, residue_index, distance=mol.clash_distance,
+                                    min_seq_sep=mol.clash_min_seq_sep, strength=clash_guidance)
         if save_traj:
             traj["rots"].append(rots)
             traj["trans"].append(trans)

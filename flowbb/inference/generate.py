@@ -53,7 +53,8 @@ Tensor = torch.Tensor
 CSV_NAME = "samples.csv"
 CSV_COLUMNS = (
     "path", "length", "sample_index", "seed", "seconds", "checkpoint", "weights", "num_steps", "rot_rate",
-    "noise_scale", "self_condition", "max_tokens", "batch_size", "device", "traj_path", "pred_traj_path",
+    "noise_scale", "self_condition", "clash_guidance", "clash_guidance_min_t",
+    "max_tokens", "batch_size", "device", "traj_path", "pred_traj_path",
 )
 _OWN_FILE = re.compile(r"^sample_\d+(_traj|_pred_traj)?\.pdb$")
 
@@ -67,6 +68,8 @@ class SamplingSettings:
         rot_rate: rate of the exp rotation schedule.
         noise_scale: stochastic term (0: deterministic ODE).
         self_condition: feed the previous clean translation prediction back.
+        clash_guidance: fraction of each trace-atom overlap of the clean prediction removed per step (0: off).
+        clash_guidance_min_t: the guidance acts at t >= this.
         max_tokens: batch budget, batch size ``max(1, max_tokens // L)``.
         save_traj: also write the x_t and clean-prediction trajectories.
     """
@@ -75,6 +78,8 @@ class SamplingSettings:
     rot_rate: float | None = None
     noise_scale: float | None = None
     self_condition: bool | None = None
+    clash_guidance: float | None = None
+    clash_guidance_min_t: float | None = None
     max_tokens: int = 4096
     save_traj: bool = False
 
@@ -86,11 +91,18 @@ class SamplingSettings:
             rot_rate=float(d.rot_rate if self.rot_rate is None else self.rot_rate),
             noise_scale=float(d.noise_scale if self.noise_scale is None else self.noise_scale),
             self_condition=bool(d.self_condition if self.self_condition is None else self.self_condition),
+            clash_guidance=float(d.clash_guidance if self.clash_guidance is None else self.clash_guidance),
+            clash_guidance_min_t=float(d.clash_guidance_min_t if self.clash_guidance_min_t is None
+                                       else self.clash_guidance_min_t),
             max_tokens=int(self.max_tokens), save_traj=bool(self.save_traj))
         if s.num_steps < 1:
             raise ValueError(f"num_steps must be >= 1, got {s.num_steps}")
         if s.noise_scale < 0:
             raise ValueError(f"noise_scale must be >= 0, got {s.noise_scale}")
+        if s.clash_guidance < 0:
+            raise ValueError(f"clash_guidance must be >= 0, got {s.clash_guidance}")
+        if not 0.0 <= s.clash_guidance_min_t <= 1.0:
+            raise ValueError(f"clash_guidance_min_t must be in [0, 1], got {s.clash_guidance_min_t}")
         if s.max_tokens < 1:
             raise ValueError(f"max_tokens must be >= 1, got {s.max_tokens}")
         return s
@@ -221,7 +233,8 @@ def sample_batch(model_fn: ModelFn, flow_cfg: FlowConfig, length: int, seeds: Se
     noise_gen = torch.Generator().manual_seed(int(seeds[0]) ^ 0x5DEECE66D)
     mask = res_mask_from_lengths([length] * len(seeds), device=device)
     return sample(model_fn, mask, flow_cfg, num_steps=s.num_steps, rot_rate=s.rot_rate, noise_scale=s.noise_scale,
-                  self_condition=s.self_condition, generator=noise_gen, save_traj=s.save_traj, prior=prior,
+                  self_condition=s.self_condition, clash_guidance=s.clash_guidance,
+                  clash_guidance_min_t=s.clash_guidance_min_t, generator=noise_gen, save_traj=s.save_traj, prior=prior,
                   molecule=molecule)
 
 
@@ -331,7 +344,8 @@ def generate(
                     "path": str(path), "length": n, "sample_index": i, "seed": sd,
                     "seconds": f"{item.seconds:.4f}", "checkpoint": checkpoint, "weights": weights,
                     "num_steps": s.num_steps, "rot_rate": s.rot_rate, "noise_scale": s.noise_scale,
-                    "self_condition": s.self_condition, "max_tokens": s.max_tokens, "batch_size": len(seeds),
+                    "self_condition": s.self_condition, "clash_guidance": s.clash_guidance,
+                    "clash_guidance_min_t": s.clash_guidance_min_t, "max_tokens": s.max_tokens, "batch_size": len(seeds),
                     "device": str(device), "traj_path": str(traj_path or ""), "pred_traj_path": str(pred_path or ""),
                 })
             fh.flush()

@@ -135,6 +135,30 @@ def test_noise_scale_zero_is_deterministic_and_noise_is_seeded(loaded: LoadedChe
     assert (sde[0] - ode[0]).abs().max() > 1e-2
 
 
+def test_clash_guidance_settings_resolve_and_reach_the_sampler(loaded: LoadedCheckpoint, tmp_path: Path):
+    import dataclasses
+
+    flow_cfg = dataclasses.replace(
+        loaded.flow_cfg, sampler=dataclasses.replace(loaded.flow_cfg.sampler, clash_guidance=0.7,
+                                                     clash_guidance_min_t=0.2))
+    resolved = SamplingSettings().resolved(flow_cfg)
+    assert (resolved.clash_guidance, resolved.clash_guidance_min_t) == (0.7, 0.2)  # the checkpoint's values
+    over = SamplingSettings(clash_guidance=0.0, clash_guidance_min_t=0.9).resolved(flow_cfg)
+    assert (over.clash_guidance, over.clash_guidance_min_t) == (0.0, 0.9)  # explicit settings win
+    for bad in ({"clash_guidance": -0.5}, {"clash_guidance_min_t": 1.5}):
+        with pytest.raises(ValueError, match="clash_guidance"):
+            SamplingSettings(**bad).resolved(flow_cfg)
+    seeds = [sample_seed(0, 24, i) for i in range(2)]
+    plain = sample_batch(loaded.model_fn, loaded.flow_cfg, 24, seeds, _settings(clash_guidance=0.0))["atoms"]
+    guided = sample_batch(loaded.model_fn, loaded.flow_cfg, 24, seeds, _settings(clash_guidance=1.0,
+                                                                                  clash_guidance_min_t=0.0))["atoms"]
+    assert not torch.equal(plain, guided)  # the tiny untrained model's predictions overlap: guidance moves them
+    generate(loaded.model_fn, loaded.flow_cfg, [10], 1, tmp_path, settings=_settings(clash_guidance=0.5))
+    with (tmp_path / "samples.csv").open() as fh:
+        row = next(csv.DictReader(fh))
+    assert float(row["clash_guidance"]) == 0.5 and float(row["clash_guidance_min_t"]) == 0.5
+
+
 def test_samples_do_not_depend_on_batching(loaded: LoadedCheckpoint, tmp_path: Path):
     one = generate(loaded.model_fn, loaded.flow_cfg, [13], 3, tmp_path / "one", seed=2,
                    settings=_settings(max_tokens=13))
