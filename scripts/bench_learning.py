@@ -73,33 +73,6 @@ def heldout_batch(cfg):
     return collate([dm.val_dataset[i] for i in range(len(dm.val_dataset))])
 
 
-def natural_sets(processed_dir: Path, lengths: list[int], window: int, num_natural: int, seed: int = 0):
-    """(natural chains per length, Ramachandran region from up to 300 other chains) of a processed set."""
-    from flowbb.data.store import ProcessedStore
-    from flowbb.eval.sample_quality import RamachandranRegion, phi_psi
-
-    store = ProcessedStore(processed_dir)
-    meta = store.metadata
-    rng = np.random.default_rng(seed)
-    natural: dict[int, list[dict]] = {}
-    used: set[int] = set()
-    for length in lengths:
-        rows = meta.index[(meta["modeled_length"] - length).abs() <= window].to_numpy()
-        rows = rng.permutation(rows)[:num_natural]
-        used.update(int(r) for r in rows)
-        natural[length] = [dict(store.chain(int(r)), sequence=meta.at[r, "sequence"],
-                                name=f"{meta.at[r, 'source_file']}:{meta.at[r, 'chain_id']}") for r in rows]
-    others = rng.permutation([r for r in meta.index.to_numpy() if int(r) not in used])[:300]
-    phis, psis = [], []
-    for r in others:
-        arrays = store.chain(int(r))
-        phi, psi, ok = phi_psi(arrays["atoms"], arrays["atom_mask"])
-        phis.append(phi[ok])
-        psis.append(psi[ok])
-    region = RamachandranRegion.from_angles(np.concatenate(phis), np.concatenate(psis))
-    return natural, region
-
-
 def rna_natural(cfg, lengths: list[int], window: int) -> dict[int, list[dict]]:
     """The run's held-out RNA test chains (``split.holdout``) within ``window`` nucleotides of each length."""
     import hydra
@@ -182,15 +155,19 @@ def score_groups(samples: dict[int, list[np.ndarray]], natural: dict[int, list[d
     """Quality of the samples and of the natural chains, per length (see flowbb.eval.sample_quality)."""
     from tqdm import tqdm
 
+    from flowbb.eval.diversity import diversity
     from flowbb.eval.sample_quality import group_summary, structure_quality
 
     groups: dict[str, dict] = {}
     for length, nat_chains in natural.items():
         rows = [structure_quality(a, None, region, designer=designer, seed=seed, generated=True)
                 for a in tqdm(samples.get(length, []), desc=f"scoring samples L={length}")]
+        # how alike the samples are (mean pairwise TM-score of their CA traces): a sharper sampler can trade it
+        spread = diversity([a[:, 1] for a in samples.get(length, [])])["mean_pairwise_tm"]
         nat = [structure_quality(c["atoms"], c["atom_mask"], region, sequence=c["sequence"], designer=designer,
                                  seed=seed) for c in tqdm(nat_chains, desc=f"scoring natural L~{length}")]
-        groups[str(length)] = {"samples": group_summary(rows), "natural": group_summary(nat),
+        groups[str(length)] = {"samples": group_summary(rows) | {"pairwise_tm": spread},
+                               "natural": group_summary(nat),
                                "sample_rows": rows, "natural_rows": nat,
                                "natural_names": [c["name"] for c in nat_chains]}
     return groups
@@ -208,6 +185,7 @@ def report(args: argparse.Namespace) -> dict:
     from tqdm import tqdm
 
     from flowbb.eval.inverse_folding import ProteinMPNNDesigner
+    from flowbb.eval.sample_quality import natural_reference
     from flowbb.inference.checkpoint import load_checkpoint
     from flowbb.inference.generate import SamplingSettings, generate_from_checkpoint
     from flowbb.training.heldout import heldout_losses
@@ -220,7 +198,7 @@ def report(args: argparse.Namespace) -> dict:
         if args.processed_dir is None:
             raise SystemExit("--samples-dir needs --processed-dir (the set whose natural chains are the reference)")
         samples = read_sample_dir(args.samples_dir)
-        natural, region = natural_sets(args.processed_dir, sorted(samples), args.length_window, args.natural)
+        natural, region = natural_reference(args.processed_dir, sorted(samples), args.length_window, args.natural)
         return {"run_dir": None, "samples_dir": str(args.samples_dir), "curve": [], "overrides": [],
                 "sampled_checkpoint": None, "groups": score_groups(samples, natural, region, designer, args.seed)}
 
@@ -233,7 +211,7 @@ def report(args: argparse.Namespace) -> dict:
     molecule = cfg.data.get("molecule", "protein")
     processed_dir = Path(args.processed_dir or cfg.data.processed_dir)
     if molecule == "protein":
-        natural, region = natural_sets(processed_dir, args.lengths, args.length_window, args.natural)
+        natural, region = natural_reference(processed_dir, args.lengths, args.length_window, args.natural)
     else:
         natural = rna_natural(cfg, args.lengths, args.length_window)
     curve = []
@@ -251,7 +229,8 @@ def report(args: argparse.Namespace) -> dict:
         raise SystemExit("no checkpoint matches --sample-step / --sample-minutes")
     ck = chosen[0]
     settings = SamplingSettings(num_steps=args.num_steps, clash_guidance=args.clash_guidance,
-                                clash_guidance_min_t=args.clash_guidance_min_t)
+                                clash_guidance_min_t=args.clash_guidance_min_t, langevin_rate=args.langevin_rate,
+                                temperature=args.temperature)
     t0 = time.perf_counter()
     generated = generate_from_checkpoint(ck["path"], args.lengths, args.samples,
                                          args.out / f"samples_step{ck['step']}", seed=args.seed, settings=settings,
@@ -268,7 +247,8 @@ def report(args: argparse.Namespace) -> dict:
             "heldout_chains": len(heldout["atoms"]),
             "curve": curve, "sampled_checkpoint": ck,
             "sampling": {"num_steps": args.num_steps, "clash_guidance": args.clash_guidance,
-                         "clash_guidance_min_t": args.clash_guidance_min_t, "seconds": sample_seconds, "device": args.device},
+                         "clash_guidance_min_t": args.clash_guidance_min_t, "langevin_rate": args.langevin_rate,
+                         "temperature": args.temperature, "seconds": sample_seconds, "device": args.device},
             "groups": groups,
             "overrides": OmegaConf.to_container(OmegaConf.load(run_dir / ".hydra/overrides.yaml"))}
 
@@ -279,15 +259,16 @@ def _fmt(x: float, nd: int = 3) -> str:
 
 def sample_table(result: dict) -> list[str]:
     head = ("| length | group | n | CA-CA dev (Å) | clashes /100 | helix | strand | helix+strand | Rg / 2.2L^0.38 "
-            "| Rama allowed | MPNN NLL |")
-    lines = [head, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+            "| Rama allowed | MPNN NLL | pairwise TM |")
+    lines = [head, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for length, g in result["groups"].items():
         for name in ("samples", "natural"):
             s = g[name]
             lines.append(f"| {length} | {name} | {int(s['count'])} | {_fmt(s['ca_ca_deviation'])} | "
                          f"{_fmt(s['clashes_per_100'], 2)} | {_fmt(s['helix_frac'], 2)} | {_fmt(s['strand_frac'], 2)} | "
                          f"{_fmt(s['helix_frac'] + s['strand_frac'], 2)} | {_fmt(s['rg_ratio'], 2)} | "
-                         f"{_fmt(s['rama_allowed'], 3)} | {_fmt(s['mpnn_nll'], 3)} |")
+                         f"{_fmt(s['rama_allowed'], 3)} | {_fmt(s['mpnn_nll'], 3)} | "
+                         f"{_fmt(s.get('pairwise_tm', math.nan), 2)} |")
     return lines
 
 
@@ -395,6 +376,10 @@ def main() -> None:
                         help="sampler clash guidance (default: the checkpoint's flow.sampler.clash_guidance)")
     parser.add_argument("--clash-guidance-min-t", type=float, default=None,
                         help="... from this t on (default: the checkpoint's flow.sampler.clash_guidance_min_t)")
+    parser.add_argument("--langevin-rate", type=float, default=None,
+                        help="sampler Langevin term on translations (default: the checkpoint's flow.sampler.langevin_rate)")
+    parser.add_argument("--temperature", type=float, default=None,
+                        help="... its temperature (default: the checkpoint's flow.sampler.temperature)")
     parser.add_argument("--natural", type=int, default=32, help="natural chains per length")
     parser.add_argument("--length-window", type=int, default=20)
     parser.add_argument("--sample-step", type=int)

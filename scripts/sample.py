@@ -48,6 +48,7 @@ def run(cfg: DictConfig) -> int:
         settings = SamplingSettings(num_steps=cfg.num_steps, rot_rate=cfg.rot_rate, noise_scale=cfg.noise_scale,
                                     self_condition=cfg.self_condition, clash_guidance=cfg.clash_guidance,
                                     clash_guidance_min_t=cfg.clash_guidance_min_t,
+                                    langevin_rate=cfg.langevin_rate, temperature=cfg.temperature,
                                     max_tokens=int(cfg.max_tokens),
                                     save_traj=bool(cfg.save_traj))
         out_dir = Path(str(cfg.out_dir)).expanduser()
@@ -65,7 +66,8 @@ def run(cfg: DictConfig) -> int:
     console.print(f"sampling {len(lengths)} length(s) x {cfg.samples_per_length}: num_steps={resolved.num_steps} "
                   f"rot_rate={resolved.rot_rate} noise_scale={resolved.noise_scale} "
                   f"self_condition={resolved.self_condition} clash_guidance={resolved.clash_guidance} "
-                  f"(t >= {resolved.clash_guidance_min_t}) max_tokens={resolved.max_tokens} seed={cfg.seed}")
+                  f"(t >= {resolved.clash_guidance_min_t}) langevin_rate={resolved.langevin_rate} "
+                  f"temperature={resolved.temperature} max_tokens={resolved.max_tokens} seed={cfg.seed}")
     plan = plan_batches(lengths, int(cfg.samples_per_length), resolved.max_tokens)
     batch_seconds = None
     if cfg.get("estimate", True):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -147,3 +148,39 @@ def group_summary(rows: list[dict[str, float]], keys: tuple[str, ...] | None = N
         out[f"{key}_min"] = float(finite.min()) if len(finite) else math.nan
         out[f"{key}_max"] = float(finite.max()) if len(finite) else math.nan
     return out
+
+
+def natural_reference(processed_dir: str | Path, lengths: list[int], window: int, num_natural: int, seed: int = 0,
+                      ) -> tuple[dict[int, list[dict]], RamachandranRegion]:
+    """Natural chains to score beside samples, and the allowed Ramachandran region, from a processed set.
+
+    Args:
+        processed_dir: a processed training set (:class:`flowbb.data.store.ProcessedStore`).
+        lengths: sample lengths; for each, up to ``num_natural`` chains of ``length +- window`` modelled residues.
+        seed: the draw of the chains.
+    Returns:
+        ``{length: [chain arrays (``atoms [L, 4, 3]``, ``atom_mask``, ...) + ``sequence``, ``name``]}`` and the region
+        built from up to 300 other chains of the set (none of the returned ones).
+    """
+    from flowbb.data.store import ProcessedStore
+
+    store = ProcessedStore(processed_dir)
+    meta = store.metadata
+    rng = np.random.default_rng(seed)
+    natural: dict[int, list[dict]] = {}
+    used: set[int] = set()
+    for length in lengths:
+        rows = meta.index[(meta["modeled_length"] - length).abs() <= window].to_numpy().copy()  # writable
+        rows = rng.permutation(rows)[:num_natural]
+        used.update(int(r) for r in rows)
+        natural[length] = [dict(store.chain(int(r)), sequence=meta.at[r, "sequence"],
+                                name=f"{meta.at[r, 'source_file']}:{meta.at[r, 'chain_id']}") for r in rows]
+    others = rng.permutation([r for r in meta.index.to_numpy() if int(r) not in used])[:300]
+    phis, psis = [], []
+    for r in others:
+        arrays = store.chain(int(r))
+        phi, psi, ok = phi_psi(arrays["atoms"], arrays["atom_mask"])
+        phis.append(phi[ok])
+        psis.append(psi[ok])
+    region = RamachandranRegion.from_angles(np.concatenate(phis), np.concatenate(psis))
+    return natural, region

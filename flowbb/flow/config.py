@@ -150,6 +150,10 @@ class SamplerConfig:
             :mod:`flowbb.flow.guidance`).
         clash_guidance_min_t: the guidance acts at grid times t >= this (earlier, the clean prediction is still a
             blur whose overlaps say nothing; pushing it apart there costs secondary structure).
+        langevin_rate: rate c of the Langevin term on translations (0: off): drift ``-c (x_t - t x1_hat)``, the
+            score of the Gaussian path times ``g = c (1 - t)^2 trans_scale^2`` (:mod:`flowbb.flow.sampler`).
+        temperature: gamma, the Langevin noise ``sqrt(2 g gamma)``: 1 keeps the flow's marginals, < 1 samples at a
+            lower temperature (only with langevin_rate > 0).
     """
 
     num_steps: int = 100
@@ -158,9 +162,11 @@ class SamplerConfig:
     self_condition: bool = True
     clash_guidance: float = 0.0
     clash_guidance_min_t: float = 0.5
+    langevin_rate: float = 0.0
+    temperature: float = 1.0
 
     def __post_init__(self) -> None:
-        _check_nonneg("sampler", self, ("noise_scale", "clash_guidance"))
+        _check_nonneg("sampler", self, ("noise_scale", "clash_guidance", "langevin_rate", "temperature"))
         if not 0.0 <= self.clash_guidance_min_t <= 1.0:
             raise ValueError(f"flow.sampler.clash_guidance_min_t must be in [0, 1], got {self.clash_guidance_min_t}")
         _check_positive_int("sampler", self, ("num_steps",))

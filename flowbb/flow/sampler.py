@@ -15,6 +15,14 @@ Per step t -> t + dt on the grid ``linspace(min_t, 1, num_steps + 1)``:
   a constant rate in place of 1 / (1 - t));
 - optional stochastic term (``noise_scale > 0``): ``x += noise_scale sqrt(dt) trans_scale eps`` (eps standard
   normal, centred per chain) and ``R <- R IGSO3(noise_scale sqrt(dt))``;
+- optional low-temperature Langevin term on translations (``langevin_rate`` c > 0, ``temperature`` gamma):
+  ``x += -c dt (x - t x1_hat) + sqrt(2 c gamma dt) (1 - t) trans_scale eps`` (eps standard normal, centred per
+  chain). For the Gaussian path ``x_t = (1 - t) x_0 + t x_1``, ``x_0 ~ N(0, trans_scale^2)``, the score is
+  ``-(x_t - t x1_hat) / ((1 - t)^2 trans_scale^2)``, so the drift is ``g(t) score`` with
+  ``g = c (1 - t)^2 trans_scale^2`` and the noise ``sqrt(2 g gamma)``: gamma = 1 keeps the flow's marginals (an
+  exact Langevin corrector), gamma < 1 samples them at a lower temperature (Proteina's noise scaling: the noise
+  part of x_t shrinks faster than the path's, less diverse and more designable backbones), gamma = 0 is the
+  drift alone;
 - optional clash guidance (``clash_guidance > 0``, at grid times t >= ``clash_guidance_min_t``): before the
   translation step, trace atoms of x1_hat closer than the molecule type's ``clash_distance`` (and at least
   ``clash_min_seq_sep`` apart in sequence) are pushed apart (:func:`flowbb.flow.guidance.clash_repulsion`); the
@@ -88,6 +96,8 @@ def sample(
     self_condition: bool | None = None,
     clash_guidance: float | None = None,
     clash_guidance_min_t: float | None = None,
+    langevin_rate: float | None = None,
+    temperature: float | None = None,
     residue_index: Tensor | None = None,
     generator: torch.Generator | None = None,
     save_traj: bool = False,
@@ -101,9 +111,10 @@ def sample(
         res_mask: ``[B, L]`` residue mask (see :func:`res_mask_from_lengths`).
         cfg: the flow config (``None``: defaults); supplies ``path.min_t``, ``path.trans_scale`` and the sampler
             defaults ``sampler.num_steps``, ``sampler.rot_rate``, ``sampler.noise_scale``, ``sampler.self_condition``,
-            ``sampler.clash_guidance``, ``sampler.clash_guidance_min_t``.
-        num_steps, rot_rate, noise_scale, self_condition, clash_guidance, clash_guidance_min_t: override the
-            config's sampler keys.
+            ``sampler.clash_guidance``, ``sampler.clash_guidance_min_t``, ``sampler.langevin_rate``,
+            ``sampler.temperature``.
+        num_steps, rot_rate, noise_scale, self_condition, clash_guidance, clash_guidance_min_t, langevin_rate,
+            temperature: override the config's sampler keys.
         residue_index: ``[B, L]`` long (default ``0..L-1``).
         generator: ``torch.Generator`` for the prior and the stochastic term (any device; draws happen on its
             device, so a CPU generator gives the same prior on every device).
@@ -133,12 +144,16 @@ def sample(
     self_condition = bool(defaults.self_condition if self_condition is None else self_condition)
     clash_guidance = float(defaults.clash_guidance if clash_guidance is None else clash_guidance)
     guidance_min_t = float(defaults.clash_guidance_min_t if clash_guidance_min_t is None else clash_guidance_min_t)
+    langevin_rate = float(defaults.langevin_rate if langevin_rate is None else langevin_rate)
+    temperature = float(defaults.temperature if temperature is None else temperature)
     if num_steps < 1:
         raise ValueError(f"sample: num_steps must be >= 1, got {num_steps}")
     if noise_scale < 0:
         raise ValueError(f"sample: noise_scale must be >= 0, got {noise_scale}")
     if clash_guidance < 0:
         raise ValueError(f"sample: clash_guidance must be >= 0, got {clash_guidance}")
+    if langevin_rate < 0 or temperature < 0:
+        raise ValueError(f"sample: langevin_rate and temperature must be >= 0, got {langevin_rate}, {temperature}")
     if not 0.0 <= guidance_min_t <= 1.0:
         raise ValueError(f"sample: clash_guidance_min_t must be in [0, 1], got {guidance_min_t}")
     if res_mask.dim() != 2:
@@ -203,7 +218,13 @@ def sample(
             traj["cpsi"].append(mol.pred_torsions(out, mask).to(dtype))
         if self_condition:
             sc_trans = x_hat
+        noise_part = trans - t1 * x_hat  # (1 - t) x_0 of x_t, as the prediction sees it
         trans = trans + dt * (x_hat - trans) / (1.0 - t1)
+        if langevin_rate > 0:
+            trans = trans - dt * langevin_rate * noise_part
+            if temperature > 0:
+                sigma = math.sqrt(2.0 * langevin_rate * temperature * dt) * (1.0 - t1) * c.path.trans_scale
+                trans = trans + sigma * centre(randn((b, l, 3), generator, dtype, device), mask)
         rot_vf = so3.log(rots.transpose(-1, -2) @ r_hat)
         rots = rots @ so3.exp(dt * rot_rate * rot_vf)
         if noise_scale > 0:

@@ -53,7 +53,7 @@ Tensor = torch.Tensor
 CSV_NAME = "samples.csv"
 CSV_COLUMNS = (
     "path", "length", "sample_index", "seed", "seconds", "checkpoint", "weights", "num_steps", "rot_rate",
-    "noise_scale", "self_condition", "clash_guidance", "clash_guidance_min_t",
+    "noise_scale", "self_condition", "clash_guidance", "clash_guidance_min_t", "langevin_rate", "temperature",
     "max_tokens", "batch_size", "device", "traj_path", "pred_traj_path",
 )
 _OWN_FILE = re.compile(r"^sample_\d+(_traj|_pred_traj)?\.pdb$")
@@ -70,6 +70,8 @@ class SamplingSettings:
         self_condition: feed the previous clean translation prediction back.
         clash_guidance: fraction of each trace-atom overlap of the clean prediction removed per step (0: off).
         clash_guidance_min_t: the guidance acts at t >= this.
+        langevin_rate: rate of the low-temperature Langevin term on translations (0: off).
+        temperature: its noise level (1 keeps the flow's marginals, 0 is the drift alone).
         max_tokens: batch budget, batch size ``max(1, max_tokens // L)``.
         save_traj: also write the x_t and clean-prediction trajectories.
     """
@@ -80,6 +82,8 @@ class SamplingSettings:
     self_condition: bool | None = None
     clash_guidance: float | None = None
     clash_guidance_min_t: float | None = None
+    langevin_rate: float | None = None
+    temperature: float | None = None
     max_tokens: int = 4096
     save_traj: bool = False
 
@@ -94,6 +98,8 @@ class SamplingSettings:
             clash_guidance=float(d.clash_guidance if self.clash_guidance is None else self.clash_guidance),
             clash_guidance_min_t=float(d.clash_guidance_min_t if self.clash_guidance_min_t is None
                                        else self.clash_guidance_min_t),
+            langevin_rate=float(d.langevin_rate if self.langevin_rate is None else self.langevin_rate),
+            temperature=float(d.temperature if self.temperature is None else self.temperature),
             max_tokens=int(self.max_tokens), save_traj=bool(self.save_traj))
         if s.num_steps < 1:
             raise ValueError(f"num_steps must be >= 1, got {s.num_steps}")
@@ -103,6 +109,8 @@ class SamplingSettings:
             raise ValueError(f"clash_guidance must be >= 0, got {s.clash_guidance}")
         if not 0.0 <= s.clash_guidance_min_t <= 1.0:
             raise ValueError(f"clash_guidance_min_t must be in [0, 1], got {s.clash_guidance_min_t}")
+        if s.langevin_rate < 0 or s.temperature < 0:
+            raise ValueError(f"langevin_rate and temperature must be >= 0, got {s.langevin_rate}, {s.temperature}")
         if s.max_tokens < 1:
             raise ValueError(f"max_tokens must be >= 1, got {s.max_tokens}")
         return s
@@ -234,7 +242,8 @@ def sample_batch(model_fn: ModelFn, flow_cfg: FlowConfig, length: int, seeds: Se
     mask = res_mask_from_lengths([length] * len(seeds), device=device)
     return sample(model_fn, mask, flow_cfg, num_steps=s.num_steps, rot_rate=s.rot_rate, noise_scale=s.noise_scale,
                   self_condition=s.self_condition, clash_guidance=s.clash_guidance,
-                  clash_guidance_min_t=s.clash_guidance_min_t, generator=noise_gen, save_traj=s.save_traj, prior=prior,
+                  clash_guidance_min_t=s.clash_guidance_min_t, langevin_rate=s.langevin_rate,
+                  temperature=s.temperature, generator=noise_gen, save_traj=s.save_traj, prior=prior,
                   molecule=molecule)
 
 
@@ -345,7 +354,8 @@ def generate(
                     "seconds": f"{item.seconds:.4f}", "checkpoint": checkpoint, "weights": weights,
                     "num_steps": s.num_steps, "rot_rate": s.rot_rate, "noise_scale": s.noise_scale,
                     "self_condition": s.self_condition, "clash_guidance": s.clash_guidance,
-                    "clash_guidance_min_t": s.clash_guidance_min_t, "max_tokens": s.max_tokens, "batch_size": len(seeds),
+                    "clash_guidance_min_t": s.clash_guidance_min_t, "langevin_rate": s.langevin_rate,
+                    "temperature": s.temperature, "max_tokens": s.max_tokens, "batch_size": len(seeds),
                     "device": str(device), "traj_path": str(traj_path or ""), "pred_traj_path": str(pred_path or ""),
                 })
             fh.flush()

@@ -236,7 +236,6 @@ class FactorizedEdgeEmbedder(nn.Module):
         sc = sc_trans * m[..., None]
         has_sc = (sc.detach().abs().sum(dim=(1, 2)) > 0).to(s.dtype)[:, None, None]  # [B, 1, 1]
         pieces = [
-            self.linear_s_p(s),
             pos,
             self.knn_features(trans, residue_index, mask),
             self.knn_features(sc, residue_index, mask) * has_sc,
@@ -246,8 +245,13 @@ class FactorizedEdgeEmbedder(nn.Module):
                 self.seq_neighbor_features(trans, residue_index, mask),
                 self.seq_neighbor_features(sc, residue_index, mask) * has_sc,
             ]
-        feats = torch.cat(pieces, dim=-1)
-        z = self.mlp(feats).view(B, L, 2, self.rank, self.c_z)
+        # mlp[0] on [linear_s_p(s), geometric features] in two products: the geometric features carry no
+        # gradient, so the backward computes no input gradient for their (k (num_bins + c_offset) wide) block
+        first = self.mlp[0]
+        w_node, w_geo = first.weight.split([self.c_p, first.in_features - self.c_p], dim=1)
+        h = nn.functional.linear(torch.cat(pieces, dim=-1), w_geo, first.bias)
+        h = h + nn.functional.linear(self.linear_s_p(s), w_node)
+        z = self.mlp[1:](h).view(B, L, 2, self.rank, self.c_z)
         m4 = m[:, :, None, None]
         return self.norm1(z[:, :, 0]) * m4, self.norm2(z[:, :, 1]) * m4
 

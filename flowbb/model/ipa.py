@@ -26,6 +26,8 @@ from flowbb.geometry import rigid
 Tensor = torch.Tensor
 
 _SOFTPLUS_INV_1 = math.log(math.e - 1.0)  # softplus(x) = 1
+# the projections of s that :meth:`IPAParams.project` applies, in the order of their fused output
+_PROJECTIONS = ("linear_q", "linear_k", "linear_v", "linear_q_points", "linear_k_points", "linear_v_points")
 
 
 @dataclass
@@ -135,13 +137,20 @@ class IPAParams(nn.Module):
         H, C, P, Pv = self.no_heads, self.c_hidden, self.no_qk_points, self.no_v_points
         r = rots[:, :, None, None]
         t = trans[:, :, None, None]
+        # the six projections as one matrix product (one GEMM forward and two backward instead of six each)
+        layers = [getattr(self, name) for name in _PROJECTIONS]
+        weight = torch.cat([lin.weight for lin in layers])
+        bias = torch.cat([lin.bias for lin in layers])
+        q, k, v, q_pts, k_pts, v_pts = nn.functional.linear(s, weight, bias).split(
+            [H * C, H * C, H * C, H * P * 3, H * P * 3, H * Pv * 3], dim=-1
+        )
         return {
-            "q": self.linear_q(s).view(B, L, H, C),
-            "k": self.linear_k(s).view(B, L, H, C),
-            "v": self.linear_v(s).view(B, L, H, C),
-            "q_pts": rigid.apply(r, t, self.linear_q_points(s).view(B, L, H, P, 3)),
-            "k_pts": rigid.apply(r, t, self.linear_k_points(s).view(B, L, H, P, 3)),
-            "v_pts": rigid.apply(r, t, self.linear_v_points(s).view(B, L, H, Pv, 3)),
+            "q": q.view(B, L, H, C),
+            "k": k.view(B, L, H, C),
+            "v": v.view(B, L, H, C),
+            "q_pts": rigid.apply(r, t, q_pts.view(B, L, H, P, 3)),
+            "k_pts": rigid.apply(r, t, k_pts.view(B, L, H, P, 3)),
+            "v_pts": rigid.apply(r, t, v_pts.view(B, L, H, Pv, 3)),
         }
 
     def output_features(
