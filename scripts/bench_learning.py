@@ -155,18 +155,15 @@ def score_groups(samples: dict[int, list[np.ndarray]], natural: dict[int, list[d
     """Quality of the samples and of the natural chains, per length (see flowbb.eval.sample_quality)."""
     from tqdm import tqdm
 
-    from flowbb.eval.diversity import diversity
-    from flowbb.eval.sample_quality import group_summary, structure_quality
+    from flowbb.eval.sample_quality import group_summary, score_samples, structure_quality
 
     groups: dict[str, dict] = {}
     for length, nat_chains in natural.items():
-        rows = [structure_quality(a, None, region, designer=designer, seed=seed, generated=True)
-                for a in tqdm(samples.get(length, []), desc=f"scoring samples L={length}")]
-        # how alike the samples are (mean pairwise TM-score of their CA traces): a sharper sampler can trade it
-        spread = diversity([a[:, 1] for a in samples.get(length, [])])["mean_pairwise_tm"]
+        rows, summary = score_samples(samples.get(length, []), region, designer, seed,
+                                      progress=lambda xs, n=length: tqdm(xs, desc=f"scoring samples L={n}"))
         nat = [structure_quality(c["atoms"], c["atom_mask"], region, sequence=c["sequence"], designer=designer,
                                  seed=seed) for c in tqdm(nat_chains, desc=f"scoring natural L~{length}")]
-        groups[str(length)] = {"samples": group_summary(rows) | {"pairwise_tm": spread},
+        groups[str(length)] = {"samples": summary,
                                "natural": group_summary(nat),
                                "sample_rows": rows, "natural_rows": nat,
                                "natural_names": [c["name"] for c in nat_chains]}

@@ -25,9 +25,8 @@ def sweep(args: argparse.Namespace) -> list[dict]:
     import torch
     from tqdm import tqdm
 
-    from flowbb.eval.diversity import diversity
     from flowbb.eval.inverse_folding import ProteinMPNNDesigner
-    from flowbb.eval.sample_quality import group_summary, natural_reference, structure_quality
+    from flowbb.eval.sample_quality import natural_reference, score_samples
     from flowbb.inference.checkpoint import load_checkpoint
     from flowbb.inference.generate import SamplingSettings, sample_batch
 
@@ -44,11 +43,10 @@ def sweep(args: argparse.Namespace) -> list[dict]:
         res = sample_batch(loaded.model_fn, loaded.flow_cfg, args.length, seeds, SamplingSettings(**fields))
         seconds = time.perf_counter() - t0
         atoms = [a.numpy() for a in res["atoms"]]
-        rows = [structure_quality(a, None, region, designer=designer, seed=0, generated=True)
-                for a in tqdm(atoms, desc=f"scoring {text}")]
-        summary = group_summary(rows)
-        record = {"settings": fields, "sample_seconds": seconds, **{k: summary[k] for k in COLUMNS},
-                  "pairwise_tm": diversity([a[:, 1] for a in atoms])["mean_pairwise_tm"], "rows": rows}
+        rows, summary = score_samples(atoms, region, designer, seed=0,
+                                      progress=lambda xs, t=text: tqdm(xs, desc=f"scoring {t}"))
+        record = {"settings": fields, "sample_seconds": seconds, **{k: summary[k] for k in (*COLUMNS, "pairwise_tm")},
+                  "rows": rows}
         records.append(record)
         print(json.dumps({k: v for k, v in record.items() if k != "rows"}), flush=True)
     return records

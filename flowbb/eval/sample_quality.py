@@ -16,12 +16,14 @@ outside it (held-out natural chains, samples) are scored against it.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from flowbb.eval.diversity import diversity
 from flowbb.eval.metrics import backbone_metrics
 from flowbb.geometry.backbone import dihedral
 
@@ -148,6 +150,24 @@ def group_summary(rows: list[dict[str, float]], keys: tuple[str, ...] | None = N
         out[f"{key}_min"] = float(finite.min()) if len(finite) else math.nan
         out[f"{key}_max"] = float(finite.max()) if len(finite) else math.nan
     return out
+
+
+def score_samples(backbones: Sequence[np.ndarray], region: RamachandranRegion, designer=None, seed: int = 0,
+                  progress: Callable[[Iterable], Iterable] = iter) -> tuple[list[dict[str, float]], dict[str, float]]:
+    """Quality of generated backbones (:func:`structure_quality`, ``generated=True``) and their group summary
+    (:func:`group_summary`) with ``pairwise_tm``, the mean pairwise TM-score of their CA traces (how alike they are).
+
+    Args:
+        backbones: ``[L, 4, 3]`` arrays (N, CA, C, O; Å).
+        region, designer, seed: as for :func:`structure_quality`.
+        progress: wraps the iteration over the backbones (e.g. ``tqdm``).
+    Returns:
+        (one row per backbone, the summary).
+    """
+    rows = [structure_quality(a, None, region, designer=designer, seed=seed, generated=True)
+            for a in progress(backbones)]
+    spread = diversity([np.asarray(a)[:, 1] for a in backbones])["mean_pairwise_tm"]
+    return rows, group_summary(rows) | {"pairwise_tm": spread}
 
 
 def natural_reference(processed_dir: str | Path, lengths: list[int], window: int, num_natural: int, seed: int = 0,

@@ -36,13 +36,14 @@ is therefore called ``num_steps + 1`` times; both trajectories (x_t frames and c
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
 
-from flowbb.flow.config import FlowConfig, flow_config_or_default
+from flowbb.flow.config import FlowConfig, SamplerConfig, flow_config_or_default
 from flowbb.flow.guidance import clash_repulsion
 from flowbb.flow.interpolant import Interpolant, centre, randn
 from flowbb.geometry import so3
@@ -52,6 +53,16 @@ from flowbb.molecules.base import Molecule
 
 Tensor = torch.Tensor
 ModelFn = Callable[[dict[str, Tensor]], Mapping[str, Tensor]]
+
+
+def resolve_sampler(defaults: SamplerConfig, **overrides: Any) -> SamplerConfig:
+    """``defaults`` with every override that is not ``None`` in its place, each key converted to the type of its
+    default and checked by :class:`SamplerConfig` (a ``ValueError`` naming the key)."""
+    fields = {f.name: type(f.default) for f in dataclasses.fields(SamplerConfig)}
+    unknown = sorted(set(overrides) - set(fields))
+    if unknown:
+        raise TypeError(f"resolve_sampler: unknown sampler keys {unknown} (known: {sorted(fields)})")
+    return dataclasses.replace(defaults, **{k: fields[k](v) for k, v in overrides.items() if v is not None})
 
 
 def res_mask_from_lengths(
@@ -137,25 +148,15 @@ def sample(
     """
     mol = get_molecule(molecule) if isinstance(molecule, str) else molecule
     c = flow_config_or_default(cfg, "sample")
-    defaults = c.sampler
-    num_steps = int(defaults.num_steps if num_steps is None else num_steps)
-    rot_rate = float(defaults.rot_rate if rot_rate is None else rot_rate)
-    noise_scale = float(defaults.noise_scale if noise_scale is None else noise_scale)
-    self_condition = bool(defaults.self_condition if self_condition is None else self_condition)
-    clash_guidance = float(defaults.clash_guidance if clash_guidance is None else clash_guidance)
-    guidance_min_t = float(defaults.clash_guidance_min_t if clash_guidance_min_t is None else clash_guidance_min_t)
-    langevin_rate = float(defaults.langevin_rate if langevin_rate is None else langevin_rate)
-    temperature = float(defaults.temperature if temperature is None else temperature)
-    if num_steps < 1:
-        raise ValueError(f"sample: num_steps must be >= 1, got {num_steps}")
-    if noise_scale < 0:
-        raise ValueError(f"sample: noise_scale must be >= 0, got {noise_scale}")
-    if clash_guidance < 0:
-        raise ValueError(f"sample: clash_guidance must be >= 0, got {clash_guidance}")
-    if langevin_rate < 0 or temperature < 0:
-        raise ValueError(f"sample: langevin_rate and temperature must be >= 0, got {langevin_rate}, {temperature}")
-    if not 0.0 <= guidance_min_t <= 1.0:
-        raise ValueError(f"sample: clash_guidance_min_t must be in [0, 1], got {guidance_min_t}")
+    # the overrides replace the config's sampler keys and are checked by SamplerConfig (one home for the rules)
+    settings = resolve_sampler(c.sampler, num_steps=num_steps, rot_rate=rot_rate, noise_scale=noise_scale,
+                               self_condition=self_condition, clash_guidance=clash_guidance,
+                               clash_guidance_min_t=clash_guidance_min_t, langevin_rate=langevin_rate,
+                               temperature=temperature)
+    num_steps, rot_rate, noise_scale = settings.num_steps, settings.rot_rate, settings.noise_scale
+    self_condition, clash_guidance = settings.self_condition, settings.clash_guidance
+    guidance_min_t, langevin_rate, temperature = (settings.clash_guidance_min_t, settings.langevin_rate,
+                                                  settings.temperature)
     if res_mask.dim() != 2:
         raise ValueError(f"sample: res_mask must be [B, L], got shape {tuple(res_mask.shape)}")
 
@@ -218,13 +219,13 @@ def sample(
             traj["cpsi"].append(mol.pred_torsions(out, mask).to(dtype))
         if self_condition:
             sc_trans = x_hat
-        noise_part = trans - t1 * x_hat  # (1 - t) x_0 of x_t, as the prediction sees it
-        trans = trans + dt * (x_hat - trans) / (1.0 - t1)
-        if langevin_rate > 0:
-            trans = trans - dt * langevin_rate * noise_part
-            if temperature > 0:
-                sigma = math.sqrt(2.0 * langevin_rate * temperature * dt) * (1.0 - t1) * c.path.trans_scale
-                trans = trans + sigma * centre(randn((b, l, 3), generator, dtype, device), mask)
+        velocity = (x_hat - trans) / (1.0 - t1)
+        if langevin_rate > 0:  # minus c times the noise part (1 - t) x_0 of x_t, as the prediction sees it
+            velocity = velocity - langevin_rate * (trans - t1 * x_hat)
+        trans = trans + dt * velocity
+        if langevin_rate > 0 and temperature > 0:
+            sigma = math.sqrt(2.0 * langevin_rate * temperature * dt) * (1.0 - t1) * c.path.trans_scale
+            trans = trans + sigma * centre(randn((b, l, 3), generator, dtype, device), mask)
         rot_vf = so3.log(rots.transpose(-1, -2) @ r_hat)
         rots = rots @ so3.exp(dt * rot_rate * rot_vf)
         if noise_scale > 0:

@@ -41,9 +41,9 @@ import numpy as np
 import torch
 
 from flowbb.data.packing import BatchBudget, pack_batches
-from flowbb.flow.config import FlowConfig
+from flowbb.flow.config import FlowConfig, SamplerConfig
 from flowbb.flow.interpolant import Interpolant
-from flowbb.flow.sampler import ModelFn, res_mask_from_lengths, sample
+from flowbb.flow.sampler import ModelFn, res_mask_from_lengths, resolve_sampler, sample
 from flowbb.inference.checkpoint import load_checkpoint
 from flowbb.molecules import get_molecule
 from flowbb.molecules.base import Molecule
@@ -87,30 +87,15 @@ class SamplingSettings:
     max_tokens: int = 4096
     save_traj: bool = False
 
+    def sampler_overrides(self) -> dict:
+        """The sampler keys (those of :class:`flowbb.flow.config.SamplerConfig`), ``None`` where not set."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(SamplerConfig)}
+
     def resolved(self, flow_cfg: FlowConfig) -> SamplingSettings:
         """A copy with every ``None`` replaced by the flow config's sampler default (``flow_cfg.sampler``), checked."""
-        d = flow_cfg.sampler
-        s = SamplingSettings(
-            num_steps=int(d.num_steps if self.num_steps is None else self.num_steps),
-            rot_rate=float(d.rot_rate if self.rot_rate is None else self.rot_rate),
-            noise_scale=float(d.noise_scale if self.noise_scale is None else self.noise_scale),
-            self_condition=bool(d.self_condition if self.self_condition is None else self.self_condition),
-            clash_guidance=float(d.clash_guidance if self.clash_guidance is None else self.clash_guidance),
-            clash_guidance_min_t=float(d.clash_guidance_min_t if self.clash_guidance_min_t is None
-                                       else self.clash_guidance_min_t),
-            langevin_rate=float(d.langevin_rate if self.langevin_rate is None else self.langevin_rate),
-            temperature=float(d.temperature if self.temperature is None else self.temperature),
-            max_tokens=int(self.max_tokens), save_traj=bool(self.save_traj))
-        if s.num_steps < 1:
-            raise ValueError(f"num_steps must be >= 1, got {s.num_steps}")
-        if s.noise_scale < 0:
-            raise ValueError(f"noise_scale must be >= 0, got {s.noise_scale}")
-        if s.clash_guidance < 0:
-            raise ValueError(f"clash_guidance must be >= 0, got {s.clash_guidance}")
-        if not 0.0 <= s.clash_guidance_min_t <= 1.0:
-            raise ValueError(f"clash_guidance_min_t must be in [0, 1], got {s.clash_guidance_min_t}")
-        if s.langevin_rate < 0 or s.temperature < 0:
-            raise ValueError(f"langevin_rate and temperature must be >= 0, got {s.langevin_rate}, {s.temperature}")
+        sampler = resolve_sampler(flow_cfg.sampler, **self.sampler_overrides())  # checked by SamplerConfig
+        s = SamplingSettings(**dataclasses.asdict(sampler), max_tokens=int(self.max_tokens),
+                             save_traj=bool(self.save_traj))
         if s.max_tokens < 1:
             raise ValueError(f"max_tokens must be >= 1, got {s.max_tokens}")
         return s
@@ -240,11 +225,8 @@ def sample_batch(model_fn: ModelFn, flow_cfg: FlowConfig, length: int, seeds: Se
     prior = draw_priors(flow_cfg, length, seeds, device)
     noise_gen = torch.Generator().manual_seed(int(seeds[0]) ^ 0x5DEECE66D)
     mask = res_mask_from_lengths([length] * len(seeds), device=device)
-    return sample(model_fn, mask, flow_cfg, num_steps=s.num_steps, rot_rate=s.rot_rate, noise_scale=s.noise_scale,
-                  self_condition=s.self_condition, clash_guidance=s.clash_guidance,
-                  clash_guidance_min_t=s.clash_guidance_min_t, langevin_rate=s.langevin_rate,
-                  temperature=s.temperature, generator=noise_gen, save_traj=s.save_traj, prior=prior,
-                  molecule=molecule)
+    return sample(model_fn, mask, flow_cfg, **s.sampler_overrides(), generator=noise_gen, save_traj=s.save_traj,
+                  prior=prior, molecule=molecule)
 
 
 def stack_atoms(samples: Sequence[GeneratedSample]) -> tuple[Tensor, Tensor]:
@@ -352,10 +334,7 @@ def generate(
                 writer.writerow({
                     "path": str(path), "length": n, "sample_index": i, "seed": sd,
                     "seconds": f"{item.seconds:.4f}", "checkpoint": checkpoint, "weights": weights,
-                    "num_steps": s.num_steps, "rot_rate": s.rot_rate, "noise_scale": s.noise_scale,
-                    "self_condition": s.self_condition, "clash_guidance": s.clash_guidance,
-                    "clash_guidance_min_t": s.clash_guidance_min_t, "langevin_rate": s.langevin_rate,
-                    "temperature": s.temperature, "max_tokens": s.max_tokens, "batch_size": len(seeds),
+                    **s.sampler_overrides(), "max_tokens": s.max_tokens, "batch_size": len(seeds),
                     "device": str(device), "traj_path": str(traj_path or ""), "pred_traj_path": str(pred_path or ""),
                 })
             fh.flush()
