@@ -238,10 +238,13 @@ class Interpolant:
         dtype: torch.dtype = torch.float32,
         device: torch.device | str | None = None,
     ) -> Tensor:
-        """Training times, uniform in ``[min_t, 1)``. Returns ``[batch_size]``."""
+        """Training times in ``[min_t, 1)``: ``min_t + (1 - min_t) u``, u ~ Beta(t_skew, 1) (uniform at t_skew 1,
+        drawn by inverse CDF, u = v^(1 / t_skew) with v uniform). Returns ``[batch_size]``."""
         device = torch.device(device) if device is not None else torch.device("cpu")
         gd = _gen_device(generator, device)
         u = torch.rand(batch_size, generator=generator, dtype=dtype, device=gd).to(device)
+        if self.path.t_skew != 1.0:
+            u = u.pow(1.0 / self.path.t_skew)
         return self.path.min_t + (1.0 - self.path.min_t) * u
 
     def draw_self_condition(self, generator: torch.Generator | None = None) -> bool:

@@ -140,6 +140,19 @@ def test_t_uniform_in_range():
     assert torch.all((hist - 0.25).abs() < 0.02)
 
 
+def test_t_skew_draws_beta_times():
+    """t_skew a: u = (t - min_t) / (1 - min_t) ~ Beta(a, 1), CDF u^a, mean a / (a + 1)."""
+    a, min_t = 1.9, 0.01
+    t = _interp(min_t=min_t, t_skew=a).sample_t(40000, _gen(1), dtype=torch.float64)
+    u = (t - min_t) / (1 - min_t)
+    assert u.min() >= 0 and u.max() < 1
+    assert abs(u.mean().item() - a / (a + 1)) < 0.005
+    for q in (0.25, 0.5, 0.75, 0.9):
+        assert abs((u <= q).double().mean().item() - q**a) < 0.01
+    with pytest.raises(ValueError, match="t_skew"):
+        _interp(t_skew=0.0)
+
+
 @pytest.mark.parametrize("t_value", [0.1, 0.5, 0.93])
 def test_vector_fields_equal_finite_difference_velocity(t_value: float):
     rots_1, trans_1, mask = _random_data([17, 9], seed=5)
