@@ -5,7 +5,8 @@ The Hydra group ``configs/flow/{base,ot,sfm}.yaml`` holds three sub-groups, one 
     flow:
       path:    {coupling, min_t, t_skew, trans_scale, self_condition_prob, ot_rot_weight, sfm_ot, sfm_g_trans, ...}
       losses:  {length_scale, t_clip, trans_weight, ..., aux_t_threshold, pair_dist_k, knn_chunk_size, t_bins}
-      sampler: {num_steps, rot_rate, noise_scale, self_condition, clash_guidance, clash_guidance_min_t}
+      sampler: {num_steps, rot_rate, noise_scale, self_condition, clash_guidance, clash_guidance_min_t,
+                langevin_rate, temperature}
 
 A config is converted ONCE, where it enters flowbb (:func:`as_flow_config`): the training module from the Hydra
 ``cfg.flow``, the checkpoint loader from the stored hyper-parameters, the benchmark scripts from their composed

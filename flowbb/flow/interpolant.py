@@ -242,9 +242,7 @@ class Interpolant:
         drawn by inverse CDF, u = v^(1 / t_skew) with v uniform). Returns ``[batch_size]``."""
         device = torch.device(device) if device is not None else torch.device("cpu")
         gd = _gen_device(generator, device)
-        u = torch.rand(batch_size, generator=generator, dtype=dtype, device=gd).to(device)
-        if self.path.t_skew != 1.0:
-            u = u.pow(1.0 / self.path.t_skew)
+        u = torch.rand(batch_size, generator=generator, dtype=dtype, device=gd).to(device).pow(1.0 / self.path.t_skew)
         return self.path.min_t + (1.0 - self.path.min_t) * u
 
     def draw_self_condition(self, generator: torch.Generator | None = None) -> bool:

@@ -149,14 +149,10 @@ def sample(
     mol = get_molecule(molecule) if isinstance(molecule, str) else molecule
     c = flow_config_or_default(cfg, "sample")
     # the overrides replace the config's sampler keys and are checked by SamplerConfig (one home for the rules)
-    settings = resolve_sampler(c.sampler, num_steps=num_steps, rot_rate=rot_rate, noise_scale=noise_scale,
-                               self_condition=self_condition, clash_guidance=clash_guidance,
-                               clash_guidance_min_t=clash_guidance_min_t, langevin_rate=langevin_rate,
-                               temperature=temperature)
-    num_steps, rot_rate, noise_scale = settings.num_steps, settings.rot_rate, settings.noise_scale
-    self_condition, clash_guidance = settings.self_condition, settings.clash_guidance
-    guidance_min_t, langevin_rate, temperature = (settings.clash_guidance_min_t, settings.langevin_rate,
-                                                  settings.temperature)
+    s = resolve_sampler(c.sampler, num_steps=num_steps, rot_rate=rot_rate, noise_scale=noise_scale,
+                        self_condition=self_condition, clash_guidance=clash_guidance,
+                        clash_guidance_min_t=clash_guidance_min_t, langevin_rate=langevin_rate,
+                        temperature=temperature)
     if res_mask.dim() != 2:
         raise ValueError(f"sample: res_mask must be [B, L], got shape {tuple(res_mask.shape)}")
 
@@ -179,7 +175,7 @@ def sample(
                 f"{tuple(prior[0].shape)} and {tuple(prior[1].shape)}"
             )
         rots, trans = mask_frames(prior[0].to(device, dtype), prior[1].to(device, dtype), mask)
-    ts = torch.linspace(c.path.min_t, 1.0, num_steps + 1, dtype=torch.float64)
+    ts = torch.linspace(c.path.min_t, 1.0, s.num_steps + 1, dtype=torch.float64)
     sc_trans = torch.zeros_like(trans)
 
     traj: dict[str, list[Tensor]] = {k: [] for k in ("rots", "trans", "crots", "ctrans", "cpsi")}
@@ -203,33 +199,33 @@ def sample(
         mol.pred_torsions(out, mask)  # raises on a missing or misshapen torsion output
         return out
 
-    for i in range(num_steps):
+    for i in range(s.num_steps):
         t1, t2 = float(ts[i]), float(ts[i + 1])
         dt = t2 - t1
         out = call(t1)
         r_hat, x_hat = mask_frames(out["pred_rots"].to(dtype), out["pred_trans"].to(dtype), mask)
-        if clash_guidance > 0 and t1 >= guidance_min_t:
+        if s.clash_guidance > 0 and t1 >= s.clash_guidance_min_t:
             x_hat = clash_repulsion(x_hat, mask, residue_index, distance=mol.clash_distance,
-                                    min_seq_sep=mol.clash_min_seq_sep, strength=clash_guidance)
+                                    min_seq_sep=mol.clash_min_seq_sep, strength=s.clash_guidance)
         if save_traj:
             traj["rots"].append(rots)
             traj["trans"].append(trans)
             traj["crots"].append(r_hat)
             traj["ctrans"].append(x_hat)
             traj["cpsi"].append(mol.pred_torsions(out, mask).to(dtype))
-        if self_condition:
+        if s.self_condition:
             sc_trans = x_hat
         velocity = (x_hat - trans) / (1.0 - t1)
-        if langevin_rate > 0:  # minus c times the noise part (1 - t) x_0 of x_t, as the prediction sees it
-            velocity = velocity - langevin_rate * (trans - t1 * x_hat)
+        if s.langevin_rate > 0:  # minus c times the noise part (1 - t) x_0 of x_t, as the prediction sees it
+            velocity = velocity - s.langevin_rate * (trans - t1 * x_hat)
         trans = trans + dt * velocity
-        if langevin_rate > 0 and temperature > 0:
-            sigma = math.sqrt(2.0 * langevin_rate * temperature * dt) * (1.0 - t1) * c.path.trans_scale
+        if s.langevin_rate > 0 and s.temperature > 0:
+            sigma = math.sqrt(2.0 * s.langevin_rate * s.temperature * dt) * (1.0 - t1) * c.path.trans_scale
             trans = trans + sigma * centre(randn((b, l, 3), generator, dtype, device), mask)
         rot_vf = so3.log(rots.transpose(-1, -2) @ r_hat)
-        rots = rots @ so3.exp(dt * rot_rate * rot_vf)
-        if noise_scale > 0:
-            step_sigma = noise_scale * math.sqrt(dt)
+        rots = rots @ so3.exp(dt * s.rot_rate * rot_vf)
+        if s.noise_scale > 0:
+            step_sigma = s.noise_scale * math.sqrt(dt)
             eps = centre(randn((b, l, 3), generator, dtype, device), mask)
             trans = trans + step_sigma * c.path.trans_scale * eps
             gd = generator.device if generator is not None else device
@@ -260,11 +256,11 @@ def sample(
                 "ts": ts.to(dtype),
                 "traj_rots": tr,
                 "traj_trans": tt,
-                "traj_atoms": mol.atoms_from_prediction(tr, tt, cp, mask.expand(num_steps + 1, b, l)),
+                "traj_atoms": mol.atoms_from_prediction(tr, tt, cp, mask.expand(s.num_steps + 1, b, l)),
                 "clean_traj_rots": cr,
                 "clean_traj_trans": ct,
                 f"clean_traj_{mol.sample_torsions}": cp,
-                "clean_traj_atoms": mol.atoms_from_prediction(cr, ct, cp, mask.expand(num_steps + 1, b, l)),
+                "clean_traj_atoms": mol.atoms_from_prediction(cr, ct, cp, mask.expand(s.num_steps + 1, b, l)),
             }
         )
     return result
